@@ -1,0 +1,237 @@
+//! KVM micro-guests: a few bytes of hand-assembled guest code, no kernel, each testing
+//! one path from guest instruction to gasang (PIO, MMIO, memory slots, HLT, CPL3, triple
+//! fault). The assembly is beside each byte string; `as` produced the bytes.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use gasang_kvm::KvmAccelerator;
+use gasang_memory::GuestMemory;
+use gasang_vcpu::{Accelerator, BootCpuState, CpuTopology, IoHandler, Kick, Segment, VcpuExit};
+use vm_memory::{Bytes, GuestAddress};
+
+/// A guest writes anything here when it is done; the handler then kicks its vCPU.
+const DONE_PORT: u16 = 0xf4;
+
+/// Records every access; answers reads with fixed values.
+#[derive(Default)]
+struct Recorder {
+    pio_writes: Mutex<Vec<(u16, Vec<u8>)>>,
+    mmio_writes: Mutex<Vec<(u64, Vec<u8>)>>,
+    mmio_reads: Mutex<Vec<u64>>,
+    kicker: OnceLock<Arc<dyn Kick>>,
+}
+
+impl IoHandler for Recorder {
+    fn pio_read(&self, port: u16, data: &mut [u8]) {
+        data.fill(if port == 0x3f9 { 0x42 } else { 0xff });
+    }
+    fn pio_write(&self, port: u16, data: &[u8]) {
+        if port == DONE_PORT {
+            self.kicker.get().expect("kicker set before run").kick();
+        } else {
+            self.pio_writes.lock().unwrap().push((port, data.to_vec()));
+        }
+    }
+    fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        self.mmio_reads.lock().unwrap().push(addr);
+        data.fill(0xa5);
+    }
+    fn mmio_write(&self, addr: u64, data: &[u8]) {
+        self.mmio_writes.lock().unwrap().push((addr, data.to_vec()));
+    }
+}
+
+/// Flat real-mode state: CS base 0, IP at `rip`.
+fn real_mode(rip: u64) -> BootCpuState {
+    let seg = |type_| Segment {
+        limit: 0xffff,
+        type_,
+        present: true,
+        s: true,
+        ..Default::default()
+    };
+    BootCpuState {
+        rip,
+        rsp: 0x7000,
+        code: seg(0xb),
+        data: seg(0x3),
+        tss: Segment {
+            limit: 0xffff,
+            type_: 0xb,
+            present: true,
+            ..Default::default()
+        },
+        idt: (0, 0x3ff),
+        gdt: (0, 0xffff),
+        ..Default::default()
+    }
+}
+
+/// Runs `code` at 0x1000 on one vCPU until it kicks itself, returns what it did.
+fn run_guest(memory: &GuestMemory, boot: &BootCpuState) -> (VcpuExit, Arc<Recorder>) {
+    let kvm = KvmAccelerator::new().expect("these tests need /dev/kvm");
+    let vm = kvm.create_vm(memory, CpuTopology::new(1).unwrap()).unwrap();
+    let mut vcpu = vm.create_vcpu(0, boot).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let kicker = vcpu.kicker();
+    recorder.kicker.set(kicker.clone()).ok();
+    // A guest that never finishes must not hang the suite.
+    let watchdog = kicker.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(20));
+        watchdog.kick();
+    });
+    let exit = vcpu.run(recorder.as_ref()).unwrap();
+    (exit, recorder)
+}
+
+fn memory_with(ranges: &[(u64, usize)], code: &[u8]) -> GuestMemory {
+    let ranges: Vec<_> = ranges.iter().map(|&(a, l)| (GuestAddress(a), l)).collect();
+    let memory = GuestMemory::from_ranges(&ranges).unwrap();
+    memory.write_slice(code, GuestAddress(0x1000)).unwrap();
+    memory
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn test_micro_pio_out_and_in_reach_the_io_handler() {
+    // mov dx,0x3f8; mov al,'A'; out dx,al; mov dx,0x3f9; in al,dx; mov [0x500],al;
+    // mov dx,0xf4; out dx,al; jmp $
+    let code = hex("baf803b041eebaf903eca20005baf400eeebfe");
+    let memory = memory_with(&[(0, 0x10000)], &code);
+    let (exit, rec) = run_guest(&memory, &real_mode(0x1000));
+    assert_eq!(exit, VcpuExit::Interrupted);
+    assert_eq!(*rec.pio_writes.lock().unwrap(), vec![(0x3f8, vec![b'A'])]);
+    assert_eq!(memory.read_obj::<u8>(GuestAddress(0x500)).unwrap(), 0x42);
+}
+
+#[test]
+fn test_micro_mmio_outside_slots_exits_and_ram_slots_are_memory() {
+    // mov ax,0x1000; mov ds,ax; mov byte [0x10],0x5a; mov al,[0x20];
+    // mov bx,0x2000; mov ds,bx; mov [0x30],al; mov dx,0xf4; out dx,al; jmp $
+    let code = hex("b800108ed8c60610005aa02000bb00208edba23000baf400eeebfe");
+    // Two slots with a hole at 0x10000..0x20000.
+    let memory = memory_with(&[(0, 0x10000), (0x20000, 0x10000)], &code);
+    let (exit, rec) = run_guest(&memory, &real_mode(0x1000));
+    assert_eq!(exit, VcpuExit::Interrupted);
+    assert_eq!(
+        *rec.mmio_writes.lock().unwrap(),
+        vec![(0x10010, vec![0x5a])]
+    );
+    assert_eq!(*rec.mmio_reads.lock().unwrap(), vec![0x10020]);
+    assert_eq!(memory.read_obj::<u8>(GuestAddress(0x20030)).unwrap(), 0xa5);
+}
+
+#[test]
+fn test_micro_hlt_parks_vcpu_in_kernel_until_kicked() {
+    // cli; hlt; mov dx,0xf4; out dx,al; jmp $
+    let code = hex("faf4baf400eeebfe");
+    let memory = memory_with(&[(0, 0x10000)], &code);
+    let kvm = KvmAccelerator::new().unwrap();
+    let vm = kvm
+        .create_vm(&memory, CpuTopology::new(1).unwrap())
+        .unwrap();
+    let mut vcpu = vm.create_vcpu(0, &real_mode(0x1000)).unwrap();
+    let kicker = vcpu.kicker();
+    let started = std::time::Instant::now();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        kicker.kick();
+    });
+    let rec = Recorder::default();
+    let exit = vcpu.run(&rec).unwrap();
+    assert_eq!(exit, VcpuExit::Interrupted);
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "HLT must not exit to user space"
+    );
+    assert!(rec.pio_writes.lock().unwrap().is_empty());
+}
+
+/// Long mode with identity-mapped, user-accessible 2 MiB pages and a GDT holding
+/// kernel and user segments.
+fn long_mode(memory: &GuestMemory) -> BootCpuState {
+    let gdt: [u64; 5] = [
+        0,
+        0x00af_9b00_0000_ffff, // kernel code64
+        0x00cf_9300_0000_ffff, // kernel data
+        0x00af_fb00_0000_ffff, // user code64, DPL 3
+        0x00cf_f300_0000_ffff, // user data, DPL 3
+    ];
+    for (i, e) in gdt.iter().enumerate() {
+        memory
+            .write_obj(*e, GuestAddress(0x500 + 8 * i as u64))
+            .unwrap();
+    }
+    // PML4 -> PDPT -> PD, present | writable | user.
+    memory
+        .write_obj(0xa000u64 | 7, GuestAddress(0x9000))
+        .unwrap();
+    memory
+        .write_obj(0xb000u64 | 7, GuestAddress(0xa000))
+        .unwrap();
+    memory.write_obj(0x87u64, GuestAddress(0xb000)).unwrap(); // 2 MiB page at 0
+    BootCpuState {
+        rip: 0x1000,
+        rsp: 0x7000,
+        cr0: 0x8000_0011,
+        cr3: 0x9000,
+        cr4: 0x20,
+        efer: 0x500,
+        gdt: (0x500, 5 * 8 - 1),
+        code: Segment::from_gdt_entry(gdt[1], 0x8),
+        data: Segment::from_gdt_entry(gdt[2], 0x10),
+        tss: Segment {
+            limit: 0x67,
+            type_: 0xb,
+            present: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn test_micro_cpl3_loop_runs_in_user_mode() {
+    // CPL0 at 0x1000: push 0x23; push 0x8000; push 0x3002; push 0x1b; push 0x2000; iretq
+    let kernel = hex("6a23680080000068023000006a1b680020000048cf");
+    // CPL3 at 0x2000: xor eax,eax; mov ecx,100; l: add eax,ecx; loop l; mov dx,0xf0;
+    // out dx,eax; mov ax,cs; out dx,ax; mov dx,0xf4; out dx,al; jmp $
+    let user = hex("31c0b96400000001c8e2fc66baf000ef668cc866ef66baf400eeebfe");
+    let memory = memory_with(&[(0, 0x10000)], &kernel);
+    memory.write_slice(&user, GuestAddress(0x2000)).unwrap();
+    let boot = long_mode(&memory);
+    let (exit, rec) = run_guest(&memory, &boot);
+    assert_eq!(exit, VcpuExit::Interrupted);
+    let writes = rec.pio_writes.lock().unwrap();
+    assert_eq!(writes[0], (0xf0, 5050u32.to_le_bytes().to_vec()));
+    // The CPL is CS's low two bits. (Nested hypervisors may show their own user
+    // selector here, so only the privilege level is compared.)
+    assert_eq!(writes[1].0, 0xf0);
+    assert_eq!(writes[1].1[0] & 3, 3, "CS RPL 3: user mode");
+}
+
+#[test]
+fn test_micro_triple_fault_is_an_exit() {
+    // CPL0 at 0x1000: the same iretq to user mode as above, but with an empty IDT.
+    let kernel = hex("6a23680080000068023000006a1b680020000048cf");
+    // CPL3 at 0x2000: ud2. #UD finds no IDT entry -> #GP -> #DF -> triple fault.
+    let user = hex("0f0b");
+    let memory = memory_with(&[(0, 0x10000)], &kernel);
+    memory.write_slice(&user, GuestAddress(0x2000)).unwrap();
+    let boot = BootCpuState {
+        idt: (0, 0),
+        ..long_mode(&memory)
+    };
+    let (exit, _) = run_guest(&memory, &boot);
+    assert_eq!(exit, VcpuExit::TripleFault);
+}
