@@ -104,8 +104,9 @@ impl KvmVcpu {
                 // SAFETY: for KVM_EXIT_INTERNAL_ERROR the kernel fills the `internal`
                 // member of the exit union, which is what exit_reason selects.
                 let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                let rip = self.fd.get_regs().map_or(0, |r| r.rip);
                 return Err(internal(format!(
-                    "KVM internal error (suberror {suberror}: {})",
+                    "KVM internal error (suberror {suberror}: {}) at guest RIP {rip:#x}",
                     describe_suberror(suberror)
                 )));
             }

@@ -1,0 +1,110 @@
+//! Command-line arguments, and their validation into a [`VmConfig`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use gasang_boot::BootConfig;
+use gasang_memory::{host_total_memory, MemorySize, MemorySizeError};
+use gasang_vcpu::{CpuTopology, TopologyError};
+use gasang_vmm::{RebootAction, VmConfig};
+
+/// The kernel command line when none is given: the serial console, and no reboot
+/// loop after a panic (gasang reports the panic instead).
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1";
+
+/// gasang: a hypervisor.
+#[derive(Debug, Parser)]
+#[command(name = "gasang", version, about)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). GASANG_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a kernel with its serial console on this terminal.
+    Run(RunArgs),
+}
+
+/// CPU backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Accel {
+    /// Hardware-assisted virtualization through /dev/kvm.
+    Kvm,
+}
+
+/// What a guest reboot does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnReboot {
+    /// Stop with exit status 0.
+    Exit,
+    /// Reset the machine and boot again.
+    Restart,
+}
+
+/// `gasang run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The kernel: a bzImage, an ELF vmlinux, or a PVH ELF.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+    /// An initial ramdisk.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line.
+    #[arg(long, value_name = "STR", default_value = DEFAULT_CMDLINE)]
+    pub cmdline: String,
+    /// Guest memory: a number with an optional K, M, G or T suffix (a bare number is MiB).
+    #[arg(long, value_name = "SIZE", default_value = "512M")]
+    pub memory: String,
+    /// Number of vCPUs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub vcpus: u32,
+    /// The CPU backend.
+    #[arg(long, value_enum, default_value_t = Accel::Kvm)]
+    pub accel: Accel,
+    /// What a guest reboot does.
+    #[arg(long, value_enum, default_value_t = OnReboot::Exit)]
+    pub on_reboot: OnReboot,
+}
+
+/// An argument value is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// --memory.
+    #[error("invalid --memory")]
+    Memory(#[source] MemorySizeError),
+    /// --vcpus.
+    #[error("invalid --vcpus")]
+    Vcpus(#[source] TopologyError),
+}
+
+impl RunArgs {
+    /// Validates the arguments once, into the machine's configuration.
+    pub fn to_config(&self) -> Result<VmConfig, ArgsError> {
+        let memory: MemorySize = self.memory.parse().map_err(ArgsError::Memory)?;
+        let memory = match host_total_memory() {
+            Some(total) => memory.check_host_limit(total).map_err(ArgsError::Memory)?,
+            None => memory,
+        };
+        let topology = CpuTopology::new(self.vcpus).map_err(ArgsError::Vcpus)?;
+        Ok(VmConfig {
+            memory,
+            topology,
+            boot: BootConfig {
+                kernel: self.kernel.clone(),
+                initrd: self.initrd.clone(),
+                cmdline: self.cmdline.clone(),
+            },
+            on_reboot: match self.on_reboot {
+                OnReboot::Exit => RebootAction::Exit,
+                OnReboot::Restart => RebootAction::Restart,
+            },
+        })
+    }
+}

@@ -1,0 +1,104 @@
+//! `gasang`: run virtual machines.
+//!
+//! Every failure prints one line, `gasang: <what went wrong>: <why>`, and exits
+//! non-zero; nothing here panics on bad input.
+
+mod args;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gasang_vmm::{Console, ExitReason};
+
+use crate::args::{Cli, Command, RunArgs};
+
+/// Exit status for a machine that crashed (triple fault, panic, backend error).
+const STATUS_GUEST_CRASHED: u8 = 1;
+/// Exit status for a configuration or host error before the guest ran.
+const STATUS_SETUP_FAILED: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Run(args) => run(&args),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GASANG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// "what: cause: root cause", from an error and its `source()` chain.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn fail(error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("gasang: {}", chain(error));
+    ExitCode::from(STATUS_SETUP_FAILED)
+}
+
+fn run(args: &RunArgs) -> ExitCode {
+    let config = match args.to_config() {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
+    let accel = match gasang_kvm::KvmAccelerator::new() {
+        Ok(accel) => accel,
+        Err(e) => return fail(&e),
+    };
+    let console = match Console::stdio() {
+        Ok(console) => console,
+        Err(e) => return fail(&e),
+    };
+    let reason = gasang_vmm::run(&config, &accel, &console);
+    drop(console);
+    match reason {
+        Ok(reason) => report(&reason),
+        Err(e) => fail(&e),
+    }
+}
+
+/// Says why the guest stopped (unless it simply powered off) and picks the exit status.
+fn report(reason: &ExitReason) -> ExitCode {
+    let (message, status) = match reason {
+        ExitReason::PowerOff => (None, 0),
+        ExitReason::Reset => (Some("the guest rebooted".to_string()), 0),
+        ExitReason::ConsoleQuit => (Some("quit from the console".to_string()), 0),
+        ExitReason::Signal(n) => (Some(format!("stopped by signal {n}")), 0),
+        ExitReason::DebugExit(code) => (None, u8::try_from(*code).unwrap_or(u8::MAX)),
+        ExitReason::GuestPanic => (
+            Some("the guest kernel panicked (reported through pvpanic)".into()),
+            1,
+        ),
+        ExitReason::TripleFault { vcpu } => (
+            Some(format!("the guest triple-faulted on vCPU {vcpu}")),
+            STATUS_GUEST_CRASHED,
+        ),
+        ExitReason::VcpuFailed(why) => (Some(why.clone()), STATUS_GUEST_CRASHED),
+    };
+    if let Some(message) = message {
+        eprintln!("gasang: {message}");
+    }
+    ExitCode::from(status)
+}

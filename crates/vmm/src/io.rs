@@ -1,0 +1,77 @@
+//! The machine's [`IoHandler`]: port I/O and MMIO to the buses, unknown accesses ignored.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gasang_bus::{Bus, RateLimit};
+use gasang_vcpu::IoHandler;
+
+/// The port and MMIO buses, as vCPU threads reach them.
+#[derive(Debug, Default)]
+pub struct MachineIo {
+    /// Port I/O space.
+    pub pio: Bus,
+    /// MMIO space (everything that is not RAM).
+    pub mmio: Bus,
+    unknown: AtomicU64,
+}
+
+/// Unknown accesses log at most this often: a guest can make millions.
+static UNKNOWN_LOG: RateLimit = RateLimit::new(10, 10);
+
+impl MachineIo {
+    /// Accesses that reached no device so far.
+    pub fn unknown_accesses(&self) -> u64 {
+        self.unknown.load(Ordering::Relaxed)
+    }
+
+    fn unknown(&self, what: &str, addr: u64, len: usize) {
+        self.unknown.fetch_add(1, Ordering::Relaxed);
+        if UNKNOWN_LOG.allow() {
+            tracing::debug!("ignored {what} of {len} bytes at {addr:#x}: no device there");
+        }
+    }
+}
+
+impl IoHandler for MachineIo {
+    fn pio_read(&self, port: u16, data: &mut [u8]) {
+        if !self.pio.read(u64::from(port), data) {
+            // An undriven ISA bus floats high.
+            data.fill(0xff);
+            self.unknown("port read", u64::from(port), data.len());
+        }
+    }
+
+    fn pio_write(&self, port: u16, data: &[u8]) {
+        if !self.pio.write(u64::from(port), data) {
+            self.unknown("port write", u64::from(port), data.len());
+        }
+    }
+
+    fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        if !self.mmio.read(addr, data) {
+            data.fill(0xff);
+            self.unknown("MMIO read", addr, data.len());
+        }
+    }
+
+    fn mmio_write(&self, addr: u64, data: &[u8]) {
+        if !self.mmio.write(addr, data) {
+            self.unknown("MMIO write", addr, data.len());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_unknown_port_reads_all_ones_and_is_counted() {
+        let io = MachineIo::default();
+        let mut data = [0u8; 2];
+        io.pio_read(0x1234, &mut data);
+        io.mmio_write(0xd000_0000, &[1, 2, 3, 4]);
+        assert_eq!(data, [0xff, 0xff]);
+        assert_eq!(io.unknown_accesses(), 2);
+    }
+}

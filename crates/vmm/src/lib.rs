@@ -1,0 +1,21 @@
+//! The gasang machine, shared by every CPU backend.
+//!
+//! [`run`] builds a [`Machine`](machine) from a [`VmConfig`] on an
+//! [`Accelerator`](gasang_vcpu::Accelerator): guest memory, ACPI tables, the kernel,
+//! the legacy devices on the port bus, one thread per vCPU. The calling thread becomes
+//! the VMM thread: an event loop (event-manager) for console input and signals. It
+//! returns when the guest powers off, resets, panics or crashes, or a signal stops it.
+
+mod config;
+mod console;
+mod devices;
+mod exit;
+mod io;
+mod machine;
+mod signals;
+mod vcpus;
+
+pub use config::{RebootAction, VmConfig};
+pub use console::{Console, ConsoleError};
+pub use exit::ExitReason;
+pub use machine::{run, VmmError};

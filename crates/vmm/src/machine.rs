@@ -1,0 +1,132 @@
+//! Building and running one machine.
+
+use std::sync::{Arc, Mutex};
+
+use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
+use gasang_boot::Firmware;
+use gasang_memory::{create_guest_memory, ram_ranges};
+use gasang_vcpu::{AccelError, Accelerator};
+
+use crate::config::{RebootAction, VmConfig};
+use crate::console::Console;
+use crate::devices::{self, LegacyDevices};
+use crate::exit::{ExitLatch, ExitReason};
+use crate::io::MachineIo;
+use crate::signals::Signals;
+use crate::vcpus::VcpuThreads;
+
+/// The machine could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// Guest RAM could not be mapped.
+    #[error(transparent)]
+    Memory(#[from] gasang_memory::GuestMemoryError),
+    /// The kernel, initrd or command line is unusable.
+    #[error(transparent)]
+    Boot(#[from] gasang_boot::BootError),
+    /// The ACPI tables could not be written.
+    #[error(transparent)]
+    Acpi(#[from] gasang_acpi::AcpiError),
+    /// The CPU backend refused.
+    #[error(transparent)]
+    Accel(#[from] AccelError),
+    /// Two devices claim the same addresses (a gasang bug).
+    #[error("cannot place the legacy devices")]
+    Bus(#[from] gasang_bus::BusError),
+    /// The event loop failed.
+    #[error("the VMM event loop failed: {0:?}")]
+    EventLoop(event_manager::Error),
+    /// A thread, eventfd or signal handler could not be created.
+    #[error("cannot set up the VMM's threads and events")]
+    Host(#[from] std::io::Error),
+}
+
+/// Runs the machine `config` describes on `accel` until it stops for good.
+///
+/// A guest reboot restarts the machine in place when `config.on_reboot` says so.
+pub fn run(
+    config: &VmConfig,
+    accel: &dyn Accelerator,
+    console: &Console,
+) -> Result<ExitReason, VmmError> {
+    let signals = Signals::install()?;
+    loop {
+        let reason = run_once(config, accel, console, &signals)?;
+        if reason == ExitReason::Reset && config.on_reboot == RebootAction::Restart {
+            tracing::info!("the guest rebooted: resetting the machine");
+            continue;
+        }
+        return Ok(reason);
+    }
+}
+
+fn run_once(
+    config: &VmConfig,
+    accel: &dyn Accelerator,
+    console: &Console,
+    signals: &Signals,
+) -> Result<ExitReason, VmmError> {
+    let memory = create_guest_memory(config.memory)?;
+    let ranges = ram_ranges(config.memory);
+    let acpi = devices::acpi_machine(config.topology);
+    let rsdp = gasang_acpi::write_tables(&memory, &acpi)?;
+    let boot = gasang_boot::load(&memory, &config.boot, &ranges, Firmware { rsdp })?;
+    let vm = accel.create_vm(&memory, config.topology)?;
+    let exit = Arc::new(ExitLatch::new()?);
+    let io = Arc::new(MachineIo::default());
+    let legacy = devices::attach(
+        &io.pio,
+        vm.as_ref(),
+        exit.clone(),
+        console.output(),
+        config.memory,
+    )?;
+    let vcpus = (0..config.topology.vcpus())
+        .map(|index| vm.create_vcpu(index, &boot))
+        .collect::<Result<Vec<_>, _>>()?;
+    let threads = VcpuThreads::spawn(vcpus, &io, &exit)?;
+    let looped = event_loop(&exit, &legacy, console, signals);
+    threads.stop();
+    tracing::debug!("{} guest accesses reached no device", io.unknown_accesses());
+    looped?;
+    Ok(exit
+        .reason()
+        .expect("the event loop only ends once a reason is set"))
+}
+
+type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
+/// The VMM thread: console input and signals until the machine stops.
+fn event_loop(
+    exit: &Arc<ExitLatch>,
+    legacy: &LegacyDevices,
+    console: &Console,
+    signals: &Signals,
+) -> Result<(), VmmError> {
+    let mut events = EventManager::<Subscriber>::new().map_err(VmmError::EventLoop)?;
+    events.add_subscriber(Arc::new(Mutex::new(ExitWatcher(exit.clone()))));
+    events.add_subscriber(Arc::new(Mutex::new(signals.subscriber(exit.clone()))));
+    let input = console.input(legacy.serial.clone(), exit.clone());
+    events.add_subscriber(Arc::new(Mutex::new(input)));
+    while exit.reason().is_none() {
+        events.run().map_err(VmmError::EventLoop)?;
+    }
+    Ok(())
+}
+
+/// Wakes the event loop when a vCPU or device sets the exit reason.
+#[derive(Debug)]
+struct ExitWatcher(Arc<ExitLatch>);
+
+impl MutEventSubscriber for ExitWatcher {
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        // Draining is all: the loop checks the reason after every wake-up.
+        let _ = self.0.wake_fd().read();
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(self.0.wake_fd(), EventSet::IN)) {
+            tracing::error!("cannot watch for machine exits: {e:?}");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The PVH entry: 32-bit protected mode, paging off, EBX = hvm_start_info.
+//! Identity-maps the first 4 GiB with 2 MiB pages, enables SSE, enters long mode and
+//! calls `rust_main(start_info)`.
+
+core::arch::global_asm!(
+    r#"
+    .section .note.Xen, "a"
+    .align 4
+    .long 4                 /* name size: "Xen\0" */
+    .long 4                 /* descriptor size */
+    .long 18                /* XEN_ELFNOTE_PHYS32_ENTRY */
+    .asciz "Xen"
+    .align 4
+    .long pvh_start
+    .align 4
+
+    .section .text.entry32, "ax"
+    .code32
+    .global pvh_start
+pvh_start:
+    cli
+    mov %ebx, %esi
+    lgdt (gdt_ptr)
+    /* PML4[0] -> PDPT; PDPT[0..4] -> four page directories of 2 MiB pages. */
+    mov $pdpt, %eax
+    or $3, %eax
+    mov %eax, (pml4)
+    xor %ecx, %ecx
+1:  mov %ecx, %eax
+    shl $12, %eax
+    add $pd, %eax
+    or $3, %eax
+    mov %eax, pdpt(,%ecx,8)
+    inc %ecx
+    cmp $4, %ecx
+    jne 1b
+    xor %ecx, %ecx
+2:  mov %ecx, %eax
+    shl $21, %eax
+    or $0x83, %eax
+    mov %eax, pd(,%ecx,8)
+    mov %ecx, %eax
+    shr $11, %eax
+    mov %eax, pd+4(,%ecx,8)
+    inc %ecx
+    cmp $2048, %ecx
+    jne 2b
+    /* CR4: PAE, OSFXSR, OSXMMEXCPT. */
+    mov %cr4, %eax
+    or $0x620, %eax
+    mov %eax, %cr4
+    mov $pml4, %eax
+    mov %eax, %cr3
+    /* EFER.LME */
+    mov $0xc0000080, %ecx
+    rdmsr
+    or $0x100, %eax
+    wrmsr
+    /* CR0: PG, PE, MP; clear EM. */
+    mov %cr0, %eax
+    and $0xfffffffb, %eax
+    or $0x80000003, %eax
+    mov %eax, %cr0
+    ljmp $0x08, $entry64
+
+    .code64
+entry64:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov %ax, %fs
+    mov %ax, %gs
+    lea stack_top(%rip), %rsp
+    mov %esi, %edi
+    call rust_main
+3:  hlt
+    jmp 3b
+
+    .section .rodata
+    .align 8
+gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff    /* 0x08: 64-bit code */
+    .quad 0x00cf92000000ffff    /* 0x10: data */
+gdt_ptr:
+    .word gdt_ptr - gdt - 1
+    .long gdt
+
+    .section .bss
+    .align 4096
+pml4: .skip 4096
+pdpt: .skip 4096
+pd:   .skip 4096 * 4
+stack: .skip 16384
+stack_top:
+    .code64
+    .text
+"#,
+    options(att_syntax)
+);
