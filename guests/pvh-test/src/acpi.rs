@@ -89,6 +89,13 @@ impl Tables {
         }
     }
 
+    /// Writes the FADT's reset value to its reset register (an I/O port).
+    pub fn reset(&self) {
+        let Some(fadt) = self.table(b"FACP") else { return };
+        let port = phys::<u64>(fadt + 120) as u16;
+        port::outb(port, phys(fadt + 128));
+    }
+
     /// Writes SLP_TYP(S5) | SLP_EN to PM1a control, as an OS does to power off.
     pub fn power_off(&self) {
         let Some(fadt) = self.table(b"FACP") else { return };

@@ -6,7 +6,15 @@
 //! - `date` from the CMOS RTC
 //! - `acpi` (the OEM ID), `cpus` (enabled LAPICs in the MADT)
 //!
-//! and powers off through the FADT's PM1a control block with the DSDT's `\_S5` type.
+//! and then ends as the command line's `exit=` option says:
+//!
+//! - `exit=poweroff` (default): ACPI S5 through the FADT's PM1a control block with the
+//!   DSDT's `\_S5` sleep type, as an OS does;
+//! - `exit=debug:N`: writes N to the debug-exit port;
+//! - `exit=reset-kbd` / `exit=reset-acpi`: the i8042's reset line / the FADT reset register;
+//! - `exit=panic`: reports a panic through pvpanic;
+//! - `exit=triple`: a triple fault (an exception with an empty IDT);
+//! - `exit=halt`: halts forever, for the host to stop it.
 
 #![no_std]
 #![no_main]
@@ -96,22 +104,71 @@ fn report_date() {
     putc(b'\n');
 }
 
+/// The value of `exit=` on the command line at `cmdline`, as bytes (empty if absent).
+fn exit_option(cmdline: u64) -> &'static [u8] {
+    let len = (0..4096).find(|&i| phys::<u8>(cmdline + i) == 0).unwrap_or(0);
+    // SAFETY: `len` bytes at `cmdline` are identity-mapped and were just read.
+    let text = unsafe { core::slice::from_raw_parts(cmdline as *const u8, len as usize) };
+    text.split(|&b| b == b' ')
+        .find_map(|word| word.strip_prefix(b"exit="))
+        .unwrap_or(b"")
+}
+
+/// Ends the machine as `exit=` says; `tables` powers off by default.
+fn exit(option: &[u8], tables: Option<&acpi::Tables>) {
+    print("exit: ");
+    for &b in option {
+        putc(b);
+    }
+    putc(b'\n');
+    match option {
+        b"reset-kbd" => port::outb(0x64, 0xfe),
+        b"reset-acpi" => {
+            if let Some(t) = tables {
+                t.reset();
+            }
+        }
+        b"panic" => port::outb(0x505, 1),
+        b"triple" => triple_fault(),
+        b"halt" => halt(),
+        _ => match option.strip_prefix(b"debug:") {
+            Some(code) => {
+                let code = code.iter().fold(0u32, |a, d| a * 10 + u32::from(d.wrapping_sub(b'0')));
+                port::outb(0x501, code as u8);
+            }
+            None => {
+                if let Some(t) = tables {
+                    t.power_off();
+                }
+            }
+        },
+    }
+}
+
+/// Loads an empty IDT and raises #UD: with no handler, #UD -> #GP -> #DF -> shutdown.
+fn triple_fault() {
+    let idtr = [0u16; 5];
+    // SAFETY: deliberately makes every exception unhandleable; the machine shuts down.
+    unsafe { core::arch::asm!("lidt [{}]", "ud2", in(reg) idtr.as_ptr()) };
+}
+
 #[no_mangle]
 extern "C" fn rust_main(info: u64) -> ! {
     print("gasang-pvh-test: booted\n");
     report_start_info(info);
     report_date();
-    match acpi::Tables::find(phys(info + start_info::RSDP_PADDR)) {
+    let tables = acpi::Tables::find(phys(info + start_info::RSDP_PADDR));
+    match &tables {
         Some(tables) => {
             print("acpi: ");
             tables.print_oem_id();
             print("\ncpus: ");
             dec(u64::from(tables.enabled_cpus()));
-            print("\npoweroff: acpi\n");
-            tables.power_off();
+            putc(b'\n');
         }
         None => print("acpi: missing\n"),
     }
+    exit(exit_option(phys(info + start_info::CMDLINE_PADDR)), tables.as_ref());
     halt()
 }
 

@@ -1,0 +1,160 @@
+//! Every wrong input gets one clear line naming the problem, a non-zero status, and no
+//! panic or backtrace.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+mod common;
+
+use std::process::Command;
+
+use common::{assert_one_line_error, gasang, pvh_guest, run_pvh};
+
+fn temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("gasang-bad-{}-{name}", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn test_bad_missing_kernel() {
+    let out = gasang()
+        .args(["run", "--kernel", "/nonexistent/vmlinuz"])
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        &out,
+        2,
+        "cannot read kernel '/nonexistent/vmlinuz': No such file or directory",
+    );
+}
+
+#[test]
+fn test_bad_kernel_is_a_directory() {
+    let out = gasang().args(["run", "--kernel", "/tmp"]).output().unwrap();
+    assert_one_line_error(&out, 2, "cannot read kernel '/tmp'");
+}
+
+#[test]
+fn test_bad_kernel_is_not_a_kernel() {
+    let path = temp("text", &b"this is not a kernel\n".repeat(200));
+    let out = gasang()
+        .args(["run", "--kernel"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_one_line_error(
+        &out,
+        2,
+        "is not a kernel: it is neither an ELF vmlinux nor a bzImage",
+    );
+}
+
+#[test]
+fn test_bad_kernel_is_a_truncated_elf() {
+    let path = temp("elf", b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+    let out = gasang()
+        .args(["run", "--kernel"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_one_line_error(&out, 2, "cannot load kernel");
+}
+
+#[test]
+fn test_bad_initrd_missing() {
+    let out = run_pvh(&["--initrd", "/nonexistent/initrd.img"]);
+    assert_one_line_error(&out, 2, "cannot read initrd '/nonexistent/initrd.img'");
+}
+
+#[test]
+fn test_bad_initrd_too_large_for_memory() {
+    let path = temp("initrd", &vec![0u8; 20 << 20]);
+    let out = run_pvh(&["--memory", "16M", "--initrd", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+    assert_one_line_error(&out, 2, "does not fit in guest memory");
+}
+
+#[test]
+fn test_bad_memory_below_minimum() {
+    let out = run_pvh(&["--memory", "8M"]);
+    assert_one_line_error(&out, 2, "invalid --memory: 8 MiB is too little memory");
+}
+
+#[test]
+fn test_bad_memory_not_a_size() {
+    let out = run_pvh(&["--memory", "lots"]);
+    assert_one_line_error(&out, 2, "invalid --memory: 'lots' is not a size");
+}
+
+#[test]
+fn test_bad_memory_more_than_host() {
+    let out = run_pvh(&["--memory", "64T"]);
+    assert_one_line_error(&out, 2, "is more memory than this host can give a guest");
+}
+
+#[test]
+fn test_bad_zero_vcpus() {
+    let out = run_pvh(&["--vcpus", "0"]);
+    assert_one_line_error(&out, 2, "invalid --vcpus: a guest needs at least 1 vCPU");
+}
+
+#[test]
+fn test_bad_too_many_vcpus() {
+    let out = run_pvh(&["--vcpus", "255"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "invalid --vcpus: 255 vCPUs is more than the limit of 254",
+    );
+}
+
+#[test]
+fn test_bad_cmdline_not_ascii() {
+    let out = run_pvh(&["--cmdline", "console=ttyS0 café"]);
+    assert_one_line_error(&out, 2, "printable ASCII");
+}
+
+#[test]
+fn test_bad_unknown_flag_is_a_usage_error() {
+    let out = gasang().args(["run", "--kernal", "x"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("unexpected argument '--kernal'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
+
+/// Runs gasang with an empty /dev, in a private mount namespace (needs root).
+#[test]
+fn test_bad_dev_kvm_missing() {
+    let script = format!(
+        "mount -t tmpfs none /dev && exec {} run --kernel {}",
+        env!("CARGO_BIN_EXE_gasang"),
+        pvh_guest().display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, 2, "/dev/kvm does not exist");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--accel soft"));
+}
+
+/// Runs gasang as `nobody`, who may not open the root-only /dev/kvm.
+#[test]
+fn test_bad_dev_kvm_not_permitted() {
+    let guest = pvh_guest();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_gasang"))
+        .args(["run", "--kernel"])
+        .arg(guest)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, 2, "permission denied opening /dev/kvm");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'kvm' group"));
+}

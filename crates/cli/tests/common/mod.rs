@@ -1,0 +1,104 @@
+//! Helpers for end-to-end tests: build the PVH test guest from source, run the real
+//! `gasang` binary, read what the guest printed.
+
+#![allow(dead_code)] // each test binary uses a different subset
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The `gasang` binary under test.
+pub fn gasang() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gasang"));
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Builds guests/pvh-test with the host toolchain, once per test binary.
+pub fn pvh_guest() -> &'static Path {
+    static GUEST: OnceLock<PathBuf> = OnceLock::new();
+    GUEST.get_or_init(|| {
+        let dir = root().join("guests/pvh-test");
+        let target = root().join("target/guests");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // The guest's own .cargo/config.toml sets its flags: outer ones must not leak in.
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--quiet"])
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the PVH test guest failed");
+        target.join("release/pvh-test")
+    })
+}
+
+/// Runs `gasang run --kernel <pvh guest>` with `args`, to completion.
+pub fn run_pvh(args: &[&str]) -> Output {
+    gasang()
+        .arg("run")
+        .arg("--kernel")
+        .arg(pvh_guest())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The value of the first `key: value` line the guest printed.
+pub fn field<'a>(stdout: &'a str, key: &str) -> Option<&'a str> {
+    let prefix = format!("{key}: ");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(str::trim_end)
+}
+
+/// Every value of `key`.
+pub fn fields<'a>(stdout: &'a str, key: &str) -> Vec<&'a str> {
+    let prefix = format!("{key}: ");
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(str::trim_end)
+        .collect()
+}
+
+/// Seconds since the epoch for a UTC "YYYY-MM-DD HH:MM:SS", via coreutils' date.
+pub fn epoch_of(datetime: &str) -> i64 {
+    let out = Command::new("date")
+        .args(["-u", "-d", datetime, "+%s"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "date cannot parse '{datetime}'");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Asserts that a failed run printed exactly one `gasang: ...` line and no panic.
+pub fn assert_one_line_error(out: &Output, expected_status: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(expected_status), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
+    assert!(lines[0].starts_with("gasang: "), "{stderr}");
+    assert!(lines[0].contains(needle), "'{needle}' not in: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
