@@ -117,6 +117,9 @@ fn exit_option(cmdline: u64) -> &'static [u8] {
 /// Ends the machine as `exit=` says; `tables` powers off by default.
 fn exit(option: &[u8], tables: Option<&acpi::Tables>) {
     print("exit: ");
+    if option.is_empty() {
+        print("poweroff");
+    }
     for &b in option {
         putc(b);
     }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run): host packages, guest assets, format,
+# lints, then every unit, KVM micro-guest and end-to-end test. Needs root for the
+# /dev/kvm tests (or a user in the kvm group; the namespace tests need root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup-host.sh
+scripts/fetch-assets.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# cargo prints one summary per test binary; close with the total.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ {p += $4; f += $6} END {printf "tests: %d passed, %d failed\n", p, f}' "$log"
+exit "$status"
