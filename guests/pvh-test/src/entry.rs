@@ -1,5 +1,5 @@
 //! The PVH entry: 32-bit protected mode, paging off, EBX = hvm_start_info.
-//! Identity-maps the first 4 GiB with 2 MiB pages, enables SSE, enters long mode and
+//! Prints `entry: pvh` at once, identity-maps the first 4 GiB with 2 MiB pages, enables SSE, enters long mode and
 //! calls `rust_main(start_info)`.
 
 core::arch::global_asm!(
@@ -20,6 +20,16 @@ core::arch::global_asm!(
 pvh_start:
     cli
     mov %ebx, %esi
+    /* First sign of life before any setup, so boot-time benchmarks time the VMM. */
+    mov $entry_msg, %edi
+    mov $0x3f8, %dx
+4:  movb (%edi), %al
+    test %al, %al
+    jz 5f
+    out %al, %dx
+    inc %edi
+    jmp 4b
+5:
     lgdt (gdt_ptr)
     /* PML4[0] -> PDPT; PDPT[0..4] -> four page directories of 2 MiB pages. */
     mov $pdpt, %eax
@@ -78,6 +88,8 @@ entry64:
     jmp 3b
 
     .section .rodata
+entry_msg:
+    .asciz "entry: pvh\n"
     .align 8
 gdt:
     .quad 0
