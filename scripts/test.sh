@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/setup-host.sh
 scripts/fetch-assets.sh
 cargo fmt --all -- --check
+(cd guests/pvh-test && cargo fmt -- --check)
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 # cargo prints one summary per test binary; close with the total.

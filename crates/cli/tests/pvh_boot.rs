@@ -39,6 +39,7 @@ fn test_pvh_guest_sees_cmdline_memory_cpus_date_and_acpi() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(field(&stdout, "entry"), Some("pvh"));
     assert_eq!(field(&stdout, "magic"), Some("336ec578"));
     assert_eq!(field(&stdout, "cmdline"), Some("gasang e2e 42"));
     assert_eq!(
@@ -106,6 +107,48 @@ fn test_pvh_guest_single_vcpu_madt_has_one_cpu() {
         Some("console=ttyS0 panic=-1"),
         "the default"
     );
+}
+
+/// The same guest as a plain ELF vmlinux: gasang enters it in long mode through the Linux
+/// 64-bit boot protocol (its own GDT, page tables and zero page), as for a bzImage.
+#[test]
+fn test_vmlinux_guest_gets_zero_page_in_long_mode() {
+    let initrd = std::env::temp_dir().join(format!("gasang-e2e-vmlinux-{}", std::process::id()));
+    std::fs::write(&initrd, vec![0xa5u8; 4096]).unwrap();
+    let args = [
+        "--memory",
+        "128M",
+        "--vcpus",
+        "2",
+        "--cmdline",
+        "vmlinux e2e",
+        "--initrd",
+    ];
+    let mut args: Vec<&str> = args.to_vec();
+    args.push(initrd.to_str().unwrap());
+    let out = common::run_kernel(common::linux64_guest(), &args);
+    std::fs::remove_file(&initrd).unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(field(&stdout, "entry"), Some("linux64"));
+    assert_eq!(
+        field(&stdout, "magic"),
+        Some("53726448"),
+        "the zero page's HdrS"
+    );
+    assert_eq!(field(&stdout, "cmdline"), Some("vmlinux e2e"));
+    assert_eq!(
+        field(&stdout, "ram"),
+        Some(usable(128).to_string().as_str())
+    );
+    assert_eq!(field(&stdout, "modules"), Some("1"), "the initrd");
+    assert_eq!(field(&stdout, "cpus"), Some("2"));
+    assert_eq!(field(&stdout, "exit"), Some("poweroff"));
 }
 
 /// Nested hypervisors that emulate guest kernel mode (this project's CI host among

@@ -60,7 +60,9 @@ impl Tables {
 
     /// Enabled processor-local-APIC entries in the MADT.
     pub fn enabled_cpus(&self) -> u32 {
-        let Some(madt) = self.table(b"APIC") else { return 0 };
+        let Some(madt) = self.table(b"APIC") else {
+            return 0;
+        };
         let end = madt + length(madt);
         let (mut at, mut cpus) = (madt + 44, 0);
         while at + 2 <= end {
@@ -91,14 +93,18 @@ impl Tables {
 
     /// Writes the FADT's reset value to its reset register (an I/O port).
     pub fn reset(&self) {
-        let Some(fadt) = self.table(b"FACP") else { return };
+        let Some(fadt) = self.table(b"FACP") else {
+            return;
+        };
         let port = phys::<u64>(fadt + 120) as u16;
         port::outb(port, phys(fadt + 128));
     }
 
     /// Writes SLP_TYP(S5) | SLP_EN to PM1a control, as an OS does to power off.
     pub fn power_off(&self) {
-        let Some(fadt) = self.table(b"FACP") else { return };
+        let Some(fadt) = self.table(b"FACP") else {
+            return;
+        };
         let pm1a_cnt = phys::<u32>(fadt + 64) as u16;
         let dsdt: u64 = phys(fadt + 140);
         if let Some(slp_typ) = Self::s5_sleep_type(dsdt) {

@@ -1,7 +1,13 @@
-//! The PVH entry: 32-bit protected mode, paging off, EBX = hvm_start_info.
-//! Prints `entry: pvh` at once, identity-maps the first 4 GiB with 2 MiB pages, enables SSE, enters long mode and
-//! calls `rust_main(start_info)`.
+//! The two entry points.
+//!
+//! - `pvh_start` (PVH): 32-bit protected mode, paging off, EBX = hvm_start_info. Prints
+//!   `entry: pvh` at once, identity-maps the first 4 GiB with 2 MiB pages, enters long
+//!   mode and calls `rust_main(start_info)`.
+//! - `linux64_start` (Linux 64-bit boot protocol): long mode, RSI = zero page. Prints
+//!   `entry: linux64` and calls `rust_main_linux64(zero_page)`.
 
+// The note that makes this ELF a PVH kernel: its 32-bit entry point.
+#[cfg(not(feature = "linux64"))]
 core::arch::global_asm!(
     r#"
     .section .note.Xen, "a"
@@ -13,7 +19,48 @@ core::arch::global_asm!(
     .align 4
     .long pvh_start
     .align 4
+"#,
+    options(att_syntax)
+);
 
+// The ELF entry point: where a loader that ignores the PVH note jumps.
+#[cfg(not(feature = "linux64"))]
+core::arch::global_asm!(".global guest_entry", ".set guest_entry, pvh_start");
+#[cfg(feature = "linux64")]
+core::arch::global_asm!(".global guest_entry", ".set guest_entry, linux64_start");
+
+// The Linux 64-bit boot protocol entry (the ELF entry with `--features linux64`): long
+// mode with the loader's identity map, RSI = zero page.
+core::arch::global_asm!(
+    r#"
+    .section .text.entry64, "ax"
+    .code64
+    .global linux64_start
+linux64_start:
+    cli
+    lea entry64_msg(%rip), %rdi
+    mov $0x3f8, %dx
+6:  movb (%rdi), %al
+    test %al, %al
+    jz 7f
+    out %al, %dx
+    inc %rdi
+    jmp 6b
+7:  lea stack_top(%rip), %rsp
+    mov %rsi, %rdi
+    call rust_main_linux64
+8:  hlt
+    jmp 8b
+
+    .section .rodata
+entry64_msg:
+    .asciz "entry: linux64\n"
+"#,
+    options(att_syntax)
+);
+
+core::arch::global_asm!(
+    r#"
     .section .text.entry32, "ax"
     .code32
     .global pvh_start

@@ -1,4 +1,5 @@
-//! gasang's PVH test guest. It boots through PVH as a Linux kernel would, then prints
+//! gasang's test guest. It boots through PVH as a Linux kernel would (or, built with
+//! `--features linux64`, through the Linux 64-bit boot protocol as a vmlinux), then prints
 //! one `key: value` line per fact it finds, for the tests to compare with what gasang
 //! was asked for:
 //!
@@ -40,10 +41,62 @@ mod start_info {
     pub const MEMMAP_ENTRY: u64 = 24;
 }
 
+/// `boot_params` (the Linux zero page) field offsets.
+mod zero_page {
+    pub const ACPI_RSDP_ADDR: u64 = 0x070;
+    pub const E820_ENTRIES: u64 = 0x1e8;
+    pub const HEADER: u64 = 0x202;
+    pub const RAMDISK_SIZE: u64 = 0x21c;
+    pub const CMD_LINE_PTR: u64 = 0x228;
+    pub const E820_TABLE: u64 = 0x2d0;
+    /// Size of one e820 entry: addr, size, type (packed).
+    pub const E820_ENTRY: u64 = 20;
+}
+
+/// What the loader told the guest, from either boot protocol.
+struct BootInfo {
+    /// `hvm_start_info.magic`, or the setup header's "HdrS".
+    magic: u32,
+    cmdline: u64,
+    memmap: u64,
+    memmap_entries: u64,
+    memmap_stride: u64,
+    rsdp: u64,
+    modules: u32,
+}
+
+impl BootInfo {
+    fn from_start_info(info: u64) -> Self {
+        use start_info::*;
+        Self {
+            magic: phys(info + MAGIC),
+            cmdline: phys(info + CMDLINE_PADDR),
+            memmap: phys(info + MEMMAP_PADDR),
+            memmap_entries: u64::from(phys::<u32>(info + MEMMAP_ENTRIES)),
+            memmap_stride: MEMMAP_ENTRY,
+            rsdp: phys(info + RSDP_PADDR),
+            modules: phys(info + NR_MODULES),
+        }
+    }
+
+    fn from_zero_page(zp: u64) -> Self {
+        use zero_page::*;
+        Self {
+            magic: phys(zp + HEADER),
+            cmdline: u64::from(phys::<u32>(zp + CMD_LINE_PTR)),
+            memmap: zp + E820_TABLE,
+            memmap_entries: u64::from(phys::<u8>(zp + E820_ENTRIES)),
+            memmap_stride: E820_ENTRY,
+            rsdp: phys(zp + ACPI_RSDP_ADDR),
+            modules: u32::from(phys::<u32>(zp + RAMDISK_SIZE) != 0),
+        }
+    }
+}
+
 /// Reads a primitive at physical address `addr` (identity-mapped).
 fn phys<T: Copy>(addr: u64) -> T {
-    // SAFETY: the first 4 GiB are identity-mapped; callers pass addresses the
-    // hypervisor gave us, and unaligned reads are allowed.
+    // SAFETY: the first GiB (4 GiB after the PVH entry) is identity-mapped; callers pass
+    // addresses the loader gave us, and unaligned reads are allowed.
     unsafe { (addr as *const T).read_unaligned() }
 }
 
@@ -57,17 +110,19 @@ fn print_c_str(addr: u64) {
     }
 }
 
-fn report_start_info(info: u64) {
-    use start_info::*;
+fn report_boot_info(info: &BootInfo) {
     print("magic: ");
-    port::hex_digits(u64::from(phys::<u32>(info + MAGIC)), 8);
+    port::hex_digits(u64::from(info.magic), 8);
     print("\ncmdline: ");
-    print_c_str(phys(info + CMDLINE_PADDR));
-    let memmap: u64 = phys(info + MEMMAP_PADDR);
+    print_c_str(info.cmdline);
     let mut ram = 0;
-    for i in 0..u64::from(phys::<u32>(info + MEMMAP_ENTRIES)) {
-        let entry = memmap + i * MEMMAP_ENTRY;
-        let (addr, size, kind) = (phys::<u64>(entry), phys::<u64>(entry + 8), phys::<u32>(entry + 16));
+    for i in 0..info.memmap_entries {
+        let entry = info.memmap + i * info.memmap_stride;
+        let (addr, size, kind) = (
+            phys::<u64>(entry),
+            phys::<u64>(entry + 8),
+            phys::<u32>(entry + 16),
+        );
         print("\nmemmap: ");
         hex(addr);
         putc(b' ');
@@ -81,7 +136,7 @@ fn report_start_info(info: u64) {
     print("\nram: ");
     dec(ram);
     print("\nmodules: ");
-    dec(u64::from(phys::<u32>(info + NR_MODULES)));
+    dec(u64::from(info.modules));
     putc(b'\n');
 }
 
@@ -97,7 +152,13 @@ fn cmos(reg: u8) -> u64 {
 fn report_date() {
     print("date: ");
     dec_padded(cmos(0x32) * 100 + cmos(0x09), 4);
-    for (sep, reg) in [(b'-', 0x08), (b'-', 0x07), (b' ', 0x04), (b':', 0x02), (b':', 0x00)] {
+    for (sep, reg) in [
+        (b'-', 0x08),
+        (b'-', 0x07),
+        (b' ', 0x04),
+        (b':', 0x02),
+        (b':', 0x00),
+    ] {
         putc(sep);
         dec_padded(cmos(reg), 2);
     }
@@ -106,7 +167,9 @@ fn report_date() {
 
 /// The value of `exit=` on the command line at `cmdline`, as bytes (empty if absent).
 fn exit_option(cmdline: u64) -> &'static [u8] {
-    let len = (0..4096).find(|&i| phys::<u8>(cmdline + i) == 0).unwrap_or(0);
+    let len = (0..4096)
+        .find(|&i| phys::<u8>(cmdline + i) == 0)
+        .unwrap_or(0);
     // SAFETY: `len` bytes at `cmdline` are identity-mapped and were just read.
     let text = unsafe { core::slice::from_raw_parts(cmdline as *const u8, len as usize) };
     text.split(|&b| b == b' ')
@@ -136,7 +199,9 @@ fn exit(option: &[u8], tables: Option<&acpi::Tables>) {
         b"halt" => halt(),
         _ => match option.strip_prefix(b"debug:") {
             Some(code) => {
-                let code = code.iter().fold(0u32, |a, d| a * 10 + u32::from(d.wrapping_sub(b'0')));
+                let code = code
+                    .iter()
+                    .fold(0u32, |a, d| a * 10 + u32::from(d.wrapping_sub(b'0')));
                 port::outb(0x501, code as u8);
             }
             None => {
@@ -155,12 +220,23 @@ fn triple_fault() {
     unsafe { core::arch::asm!("lidt [{}]", "ud2", in(reg) idtr.as_ptr()) };
 }
 
+/// The PVH entry's Rust half.
 #[no_mangle]
-extern "C" fn rust_main(info: u64) -> ! {
+extern "C" fn rust_main(start_info: u64) -> ! {
+    run(&BootInfo::from_start_info(start_info))
+}
+
+/// The 64-bit boot protocol entry's Rust half.
+#[no_mangle]
+extern "C" fn rust_main_linux64(zero_page: u64) -> ! {
+    run(&BootInfo::from_zero_page(zero_page))
+}
+
+fn run(info: &BootInfo) -> ! {
     print("gasang-pvh-test: booted\n");
-    report_start_info(info);
+    report_boot_info(info);
     report_date();
-    let tables = acpi::Tables::find(phys(info + start_info::RSDP_PADDR));
+    let tables = acpi::Tables::find(info.rsdp);
     match &tables {
         Some(tables) => {
             print("acpi: ");
@@ -171,7 +247,7 @@ extern "C" fn rust_main(info: u64) -> ! {
         }
         None => print("acpi: missing\n"),
     }
-    exit(exit_option(phys(info + start_info::CMDLINE_PADDR)), tables.as_ref());
+    exit(exit_option(info.cmdline), tables.as_ref());
     halt()
 }
 

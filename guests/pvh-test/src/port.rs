@@ -56,7 +56,14 @@ pub fn dec_padded(v: u64, width: u32) {
 /// `v` in hexadecimal with a `0x` prefix.
 pub fn hex(v: u64) {
     print("0x");
-    hex_digits(v, if v == 0 { 1 } else { (64 - v.leading_zeros()).div_ceil(4) });
+    hex_digits(
+        v,
+        if v == 0 {
+            1
+        } else {
+            (64 - v.leading_zeros()).div_ceil(4)
+        },
+    );
 }
 
 /// The low `digits` hex digits of `v`.

@@ -26,13 +26,24 @@ pub fn gasang() -> Command {
 /// Builds guests/pvh-test with the host toolchain, once per test binary.
 pub fn pvh_guest() -> &'static Path {
     static GUEST: OnceLock<PathBuf> = OnceLock::new();
-    GUEST.get_or_init(|| {
+    GUEST.get_or_init(|| build_test_guest("guests", &[]))
+}
+
+/// The same guest built as a plain ELF vmlinux (Linux 64-bit boot protocol, no PVH note).
+pub fn linux64_guest() -> &'static Path {
+    static GUEST: OnceLock<PathBuf> = OnceLock::new();
+    GUEST.get_or_init(|| build_test_guest("guests-linux64", &["--features", "linux64"]))
+}
+
+fn build_test_guest(target_dir: &str, extra: &[&str]) -> PathBuf {
+    {
         let dir = root().join("guests/pvh-test");
-        let target = root().join("target/guests");
+        let target = root().join("target").join(target_dir);
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // The guest's own .cargo/config.toml sets its flags: outer ones must not leak in.
         let status = Command::new(cargo)
             .args(["build", "--release", "--quiet"])
+            .args(extra)
             .current_dir(&dir)
             .env("CARGO_TARGET_DIR", &target)
             .env_remove("RUSTFLAGS")
@@ -40,17 +51,22 @@ pub fn pvh_guest() -> &'static Path {
             .env_remove("CARGO_BUILD_RUSTFLAGS")
             .status()
             .expect("cargo runs");
-        assert!(status.success(), "building the PVH test guest failed");
+        assert!(status.success(), "building the test guest failed");
         target.join("release/pvh-test")
-    })
+    }
 }
 
 /// Runs `gasang run --kernel <pvh guest>` with `args`, to completion.
 pub fn run_pvh(args: &[&str]) -> Output {
+    run_kernel(pvh_guest(), args)
+}
+
+/// Runs `gasang run --kernel <kernel>` with `args`, to completion.
+pub fn run_kernel(kernel: &Path, args: &[&str]) -> Output {
     gasang()
         .arg("run")
         .arg("--kernel")
-        .arg(pvh_guest())
+        .arg(kernel)
         .args(args)
         .output()
         .unwrap()
