@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run): host packages, guest assets, format,
-# lints, then every unit, KVM micro-guest and end-to-end test. Needs root for the
-# /dev/kvm tests (or a user in the kvm group; the namespace tests need root).
+# lints, a short run of every fuzz target, then every unit, KVM micro-guest and
+# end-to-end test. Needs root: the /dev/kvm tests, and the namespace and setpriv tests
+# of /dev/kvm errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,9 @@ scripts/setup-host.sh
 scripts/fetch-assets.sh
 cargo fmt --all -- --check
 (cd guests/pvh-test && cargo fmt -- --check)
+(cd fuzz && cargo fmt -- --check)
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+scripts/fuzz.sh 10
 
 # cargo prints one summary per test binary; close with the total.
 log=$(mktemp)
