@@ -36,6 +36,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

@@ -71,7 +71,9 @@ fn run_once(
     let acpi = devices::acpi_machine(config.topology);
     let rsdp = gasang_acpi::write_tables(&memory, &acpi)?;
     let boot = gasang_boot::load(&memory, &config.boot, &ranges, Firmware { rsdp })?;
+    tracing::debug!("guest memory, ACPI tables and kernel loaded");
     let vm = accel.create_vm(&memory, config.topology)?;
+    tracing::debug!("{} VM created", accel.name());
     let exit = Arc::new(ExitLatch::new()?);
     let io = Arc::new(MachineIo::default());
     let legacy = devices::attach(
@@ -85,6 +87,7 @@ fn run_once(
         .map(|index| vm.create_vcpu(index, &boot))
         .collect::<Result<Vec<_>, _>>()?;
     let threads = VcpuThreads::spawn(vcpus, &io, &exit)?;
+    tracing::debug!("{} vCPU threads started", config.topology.vcpus());
     let looped = event_loop(&exit, &legacy, console, signals);
     threads.stop();
     tracing::debug!("{} guest accesses reached no device", io.unknown_accesses());
