@@ -15,7 +15,9 @@
 //! - `exit=reset-kbd` / `exit=reset-acpi`: the i8042's reset line / the FADT reset register;
 //! - `exit=panic`: reports a panic through pvpanic;
 //! - `exit=triple`: a triple fault (an exception with an empty IDT);
-//! - `exit=halt`: halts forever, for the host to stop it.
+//! - `exit=halt`: halts forever, for the host to stop it;
+//! - `exit=echo`: reads a line from the serial console, prints `echo: <line>`, then
+//!   powers off.
 
 #![no_std]
 #![no_main]
@@ -197,6 +199,10 @@ fn exit(option: &[u8], tables: Option<&acpi::Tables>) {
         b"panic" => port::outb(0x505, 1),
         b"triple" => triple_fault(),
         b"halt" => halt(),
+        b"echo" => {
+            echo_line();
+            exit(b"poweroff", tables);
+        }
         _ => match option.strip_prefix(b"debug:") {
             Some(code) => {
                 let code = code
@@ -211,6 +217,19 @@ fn exit(option: &[u8], tables: Option<&acpi::Tables>) {
             }
         },
     }
+}
+
+/// Echoes one line of console input (up to 256 bytes, CR or LF ends it).
+fn echo_line() {
+    print("ready: echo\n");
+    print("echo: ");
+    for _ in 0..256 {
+        match port::getc() {
+            b'\n' | b'\r' => break,
+            b => putc(b),
+        }
+    }
+    putc(b'\n');
 }
 
 /// Loads an empty IDT and raises #UD: with no handler, #UD -> #GP -> #DF -> shutdown.

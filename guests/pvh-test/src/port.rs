@@ -30,6 +30,16 @@ pub fn putc(b: u8) {
     outb(COM1, b);
 }
 
+const LSR_DATA_READY: u8 = 0x01;
+
+/// Waits for and returns one byte from COM1.
+pub fn getc() -> u8 {
+    while inb(COM1 + 5) & LSR_DATA_READY == 0 {
+        core::hint::spin_loop();
+    }
+    inb(COM1)
+}
+
 /// Sends `s`.
 pub fn print(s: &str) {
     for b in s.bytes() {
