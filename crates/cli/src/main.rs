@@ -42,20 +42,8 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-/// "what: cause: root cause", from an error and its `source()` chain.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 fn fail(error: &dyn std::error::Error) -> ExitCode {
-    eprintln!("gasang: {}", chain(error));
+    eprintln!("gasang: {}", gasang_vmm::error_chain(error));
     ExitCode::from(STATUS_SETUP_FAILED)
 }
 

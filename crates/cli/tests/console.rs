@@ -7,9 +7,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{field, gasang, pvh_guest};
+use common::{field, gasang, pvh_guest, read_until};
 
 #[test]
 fn test_console_piped_stdin_reaches_the_guest() {
@@ -49,16 +48,7 @@ fn in_pty(shell: &str, marker: &str, keys: &[u8]) -> (i32, String) {
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !seen.contains(marker) && Instant::now() < deadline {
-        let mut buf = [0u8; 1024];
-        let n = stdout.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let mut seen = read_until(&mut stdout, marker, 1);
     child.stdin.as_mut().unwrap().write_all(keys).unwrap();
     stdout.read_to_string(&mut seen).unwrap();
     let status = child.wait().unwrap();

@@ -6,9 +6,8 @@ mod common;
 
 use std::io::Read;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use common::{gasang, pvh_guest, run_pvh};
+use common::{gasang, pvh_guest, read_until, run_pvh};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -70,16 +69,7 @@ fn signal_after(args: &[&str], marker: &str, times: usize, signal: i32) -> (i32,
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while seen.matches(marker).count() < times && Instant::now() < deadline {
-        let mut buf = [0u8; 4096];
-        let n = stdout.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let seen = read_until(&mut stdout, marker, times);
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, signal) };
     let status = child.wait().unwrap();

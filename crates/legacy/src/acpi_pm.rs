@@ -169,19 +169,10 @@ impl BusDevice for AcpiPm {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Mutex;
     use std::time::Duration;
 
     use super::*;
-
-    #[derive(Default)]
-    struct Events(Mutex<Vec<PowerEvent>>);
-
-    impl PowerControl for Events {
-        fn power_event(&self, event: PowerEvent) {
-            self.0.lock().unwrap().push(event);
-        }
-    }
+    use crate::test_util::Events;
 
     #[derive(Clone, Default)]
     struct Level(Arc<AtomicBool>);

@@ -59,18 +59,8 @@ impl BusDevice for I8042 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
-
-    #[derive(Default)]
-    struct Events(Mutex<Vec<PowerEvent>>);
-
-    impl PowerControl for Events {
-        fn power_event(&self, event: PowerEvent) {
-            self.0.lock().unwrap().push(event);
-        }
-    }
+    use crate::test_util::Events;
 
     #[test]
     fn test_i8042_command_fe_resets() {

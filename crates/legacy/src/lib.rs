@@ -32,3 +32,21 @@ fn le_value(data: &[u8]) -> u64 {
         .rev()
         .fold(0, |acc, b| (acc << 8) | u64::from(*b))
 }
+
+/// Test helpers shared by the devices' unit tests.
+#[cfg(test)]
+mod test_util {
+    use std::sync::Mutex;
+
+    use crate::{PowerControl, PowerEvent};
+
+    /// Records every power event a device raises.
+    #[derive(Default)]
+    pub struct Events(pub Mutex<Vec<PowerEvent>>);
+
+    impl PowerControl for Events {
+        fn power_event(&self, event: PowerEvent) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+}

@@ -59,7 +59,7 @@ pub fn attach(
     Ok(LegacyDevices { serial })
 }
 
-/// The ACPI view of the same devices.
+/// The ACPI description of gasang's machine: its CPUs and the devices above.
 pub fn acpi_machine(topology: CpuTopology) -> AcpiMachine {
     let pm = |offset: u16| ACPI_PM_PORT + offset;
     AcpiMachine {

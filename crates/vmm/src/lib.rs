@@ -17,5 +17,7 @@ mod vcpus;
 
 pub use config::{RebootAction, VmConfig};
 pub use console::{Console, ConsoleError};
+pub use devices::acpi_machine;
 pub use exit::ExitReason;
 pub use machine::{run, VmmError};
+pub use vcpus::error_chain;

@@ -4,9 +4,11 @@
 #![allow(dead_code)] // each test binary uses a different subset
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -117,4 +119,19 @@ pub fn assert_one_line_error(out: &Output, expected_status: i32, needle: &str) {
         !stderr.contains("panicked") && !stderr.contains("backtrace"),
         "{stderr}"
     );
+}
+
+/// Reads `from` until `marker` has appeared `times` times, it ends, or 30 s pass.
+pub fn read_until(from: &mut impl Read, marker: &str, times: usize) -> String {
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.matches(marker).count() < times && Instant::now() < deadline {
+        let mut buf = [0u8; 4096];
+        let n = from.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
 }

@@ -1,47 +1,15 @@
-//! Every generated table must disassemble cleanly with ACPICA's `iasl -d` (Debian's
-//! acpica-tools): the same parser family the Linux kernel uses.
+//! Every table gasang's machine gets must disassemble cleanly with ACPICA's `iasl -d`
+//! (Debian's acpica-tools): the same parser family the Linux kernel uses.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use gasang_acpi::{write_tables, AcpiMachine, IsaPort, PmBlock};
+use gasang_acpi::write_tables;
 use gasang_memory::GuestMemory;
 use gasang_vcpu::CpuTopology;
 use vm_memory::{Bytes, GuestAddress};
-
-fn machine() -> AcpiMachine {
-    AcpiMachine {
-        topology: CpuTopology::new(4).unwrap(),
-        pm: PmBlock {
-            pm1_evt: 0x600,
-            pm1_cnt: 0x604,
-            pm_tmr: 0x608,
-            gpe0: 0x60c,
-            reset: 0x610,
-            reset_value: 1,
-            s5_slp_typ: 5,
-            sci_irq: 9,
-            power_button_gpe: 0,
-        },
-        serial: vec![IsaPort {
-            base: 0x3f8,
-            len: 8,
-            irq: Some(4),
-        }],
-        rtc: IsaPort {
-            base: 0x70,
-            len: 2,
-            irq: None,
-        },
-        pvpanic: IsaPort {
-            base: 0x505,
-            len: 1,
-            irq: None,
-        },
-    }
-}
 
 fn read(memory: &GuestMemory, addr: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
@@ -62,7 +30,8 @@ fn u64_at(bytes: &[u8], offset: usize) -> u64 {
 /// All tables, by walking RSDP -> XSDT -> FADT -> (FACS, DSDT) as an OS does.
 fn tables() -> Vec<(String, Vec<u8>)> {
     let memory = GuestMemory::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
-    let rsdp_addr = write_tables(&memory, &machine()).unwrap();
+    let machine = gasang_vmm::acpi_machine(CpuTopology::new(4).unwrap());
+    let rsdp_addr = write_tables(&memory, &machine).unwrap();
     let rsdp = read(&memory, rsdp_addr, 36);
     let xsdt = table_at(&memory, u64_at(&rsdp, 24));
     // The RSDP has no standard table header: this iasl cannot load it from a file.
