@@ -1,0 +1,132 @@
+//! The stack and control transfers: PUSH, POP, CALL, RET, JMP, Jcc, LOOP, LEAVE.
+
+use iced_x86::{Code, Mnemonic, OpKind, Register};
+
+use super::Exec;
+use crate::cpu::Exception;
+use crate::state::Gpr;
+
+impl Exec<'_> {
+    /// Pushes the low `bits` bits of `value`.
+    pub fn push(&mut self, value: u64, bits: u32) -> Result<(), Exception> {
+        let rsp = self.st.reg(Gpr::Rsp).wrapping_sub(u64::from(bits / 8));
+        self.store(rsp, bits, value)?;
+        self.st.set_reg(Gpr::Rsp, rsp);
+        Ok(())
+    }
+
+    /// Pops `bits` bits.
+    pub fn pop(&mut self, bits: u32) -> Result<u64, Exception> {
+        let rsp = self.st.reg(Gpr::Rsp);
+        let value = self.load(rsp, bits)?;
+        self.st
+            .set_reg(Gpr::Rsp, rsp.wrapping_add(u64::from(bits / 8)));
+        Ok(value)
+    }
+
+    /// Stack operand width: 64 bits in 64-bit mode unless a 16-bit operand is named.
+    fn stack_bits(&self, i: u32) -> u32 {
+        match self.ins.op_kind(i) {
+            OpKind::Register | OpKind::Memory if self.bits(i) == 16 => 16,
+            OpKind::Immediate16 | OpKind::Immediate8to16 => 16,
+            _ => 64,
+        }
+    }
+
+    /// A branch target: immediate targets are decoded absolute; others are read.
+    fn target(&mut self) -> Result<u64, Exception> {
+        match self.ins.op_kind(0) {
+            OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64 => {
+                Ok(self.ins.near_branch_target())
+            }
+            _ => self.read(0),
+        }
+    }
+}
+
+/// PUSH, POP, CALL, RET, JMP, LEAVE, JRCXZ, LOOP*.
+pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
+    match cx.ins.mnemonic() {
+        Mnemonic::Push => {
+            let bits = cx.stack_bits(0);
+            let value = cx.read(0)?;
+            cx.push(value, bits)?;
+        }
+        Mnemonic::Pop => {
+            let bits = cx.stack_bits(0);
+            let value = cx.pop(bits)?;
+            cx.write(0, value)?;
+        }
+        Mnemonic::Call => {
+            let target = cx.target()?;
+            cx.push(cx.st.rip, 64)?;
+            cx.st.rip = target;
+        }
+        Mnemonic::Ret => {
+            let target = cx.pop(64)?;
+            let release = if cx.ins.op_count() == 1 {
+                cx.ins.immediate(0)
+            } else {
+                0
+            };
+            let rsp = cx.st.reg(Gpr::Rsp).wrapping_add(release);
+            cx.st.set_reg(Gpr::Rsp, rsp);
+            cx.st.rip = target;
+        }
+        Mnemonic::Jmp => cx.st.rip = cx.target()?,
+        Mnemonic::Leave => {
+            cx.st.set_reg(Gpr::Rsp, cx.st.reg(Gpr::Rbp));
+            let rbp = cx.pop(64)?;
+            cx.st.set_reg(Gpr::Rbp, rbp);
+        }
+        Mnemonic::Jrcxz | Mnemonic::Jecxz => {
+            let bits = if cx.ins.mnemonic() == Mnemonic::Jrcxz {
+                64
+            } else {
+                32
+            };
+            if cx.st.reg(Gpr::Rcx) & crate::flags::mask(bits) == 0 {
+                cx.st.rip = cx.ins.near_branch_target();
+            }
+        }
+        _ => loop_(cx),
+    }
+    Ok(())
+}
+
+/// The counter LOOP* uses: the address size picks CX, ECX or RCX.
+fn loop_counter(code: Code) -> Register {
+    use Code::*;
+    match code {
+        Loop_rel8_16_CX | Loop_rel8_32_CX | Loope_rel8_16_CX | Loope_rel8_32_CX
+        | Loopne_rel8_16_CX | Loopne_rel8_32_CX => Register::CX,
+        Loop_rel8_16_RCX | Loop_rel8_64_RCX | Loope_rel8_16_RCX | Loope_rel8_64_RCX
+        | Loopne_rel8_16_RCX | Loopne_rel8_64_RCX => Register::RCX,
+        _ => Register::ECX,
+    }
+}
+
+/// LOOP, LOOPE, LOOPNE: decrement the counter, branch while it is non-zero.
+fn loop_(cx: &mut Exec<'_>) {
+    let count_reg = loop_counter(cx.ins.code());
+    let count = cx.reg(count_reg).wrapping_sub(1);
+    cx.set_reg(count_reg, count);
+    let zf = cx.flag(crate::flags::Flags::ZF);
+    let taken = count & crate::flags::mask(count_reg.size() as u32 * 8) != 0
+        && match cx.ins.mnemonic() {
+            Mnemonic::Loope => zf,
+            Mnemonic::Loopne => !zf,
+            _ => true,
+        };
+    if taken {
+        cx.st.rip = cx.ins.near_branch_target();
+    }
+}
+
+/// Jcc.
+pub fn jcc(cx: &mut Exec<'_>, _mnemonic: Mnemonic) -> Result<(), Exception> {
+    if cx.condition() {
+        cx.st.rip = cx.ins.near_branch_target();
+    }
+    Ok(())
+}

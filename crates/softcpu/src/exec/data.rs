@@ -1,0 +1,205 @@
+//! Data movement and bit instructions; anything unimplemented raises #UD.
+
+use iced_x86::{Mnemonic, OpKind, Register};
+
+use super::Exec;
+use crate::cpu::Exception;
+use crate::flags::{self, mask, sign_extend, Flags};
+
+fn bit(set: bool, flag: u64) -> u64 {
+    if set {
+        flag
+    } else {
+        0
+    }
+}
+
+/// MOV family, LEA, XCHG, CMPXCHG, XADD, sign extensions, bit ops, flag ops.
+pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
+    use Mnemonic::*;
+    match cx.ins.mnemonic() {
+        Mov => {
+            let v = cx.read(1)?;
+            cx.write(0, v)?;
+        }
+        Movzx => {
+            let v = cx.read(1)?;
+            cx.write(0, v)?;
+        }
+        Movsx | Movsxd => {
+            let v = sign_extend(cx.read(1)?, cx.bits(1));
+            cx.write(0, v & mask(cx.bits(0)))?;
+        }
+        Lea => {
+            let v = cx.ea() & mask(cx.bits(0));
+            cx.write(0, v)?;
+        }
+        Xchg => {
+            let (a, b) = (cx.read(0)?, cx.read(1)?);
+            cx.write(0, b)?;
+            cx.write(1, a)?;
+        }
+        Xadd => {
+            let bits = cx.bits(0);
+            let (a, b) = (cx.read(0)?, cx.read(1)?);
+            let (sum, f) = flags::add(a, b, false, bits);
+            cx.set_flags(Flags::ARITH, f);
+            cx.write(1, a)?;
+            cx.write(0, sum)?;
+        }
+        Cmpxchg => cmpxchg(cx)?,
+        Cbw | Cwde | Cdqe => {
+            let (from, to) = match cx.ins.mnemonic() {
+                Cbw => (Register::AL, Register::AX),
+                Cwde => (Register::AX, Register::EAX),
+                _ => (Register::EAX, Register::RAX),
+            };
+            let v = sign_extend(cx.reg(from), from.size() as u32 * 8);
+            cx.set_reg(to, v);
+        }
+        Cwd | Cdq | Cqo => {
+            let (src, dst) = match cx.ins.mnemonic() {
+                Cwd => (Register::AX, Register::DX),
+                Cdq => (Register::EAX, Register::EDX),
+                _ => (Register::RAX, Register::RDX),
+            };
+            let bits = src.size() as u32 * 8;
+            let fill = if flags::sign(cx.reg(src), bits) {
+                u64::MAX
+            } else {
+                0
+            };
+            cx.set_reg(dst, fill);
+        }
+        Bt | Bts | Btr | Btc => bit_test(cx)?,
+        Bsf | Bsr | Tzcnt | Lzcnt | Popcnt => bit_scan(cx)?,
+        Bswap => {
+            let bits = cx.bits(0);
+            let v = cx.read(0)?;
+            let swapped = if bits == 64 {
+                v.swap_bytes()
+            } else {
+                u64::from((v as u32).swap_bytes())
+            };
+            cx.write(0, swapped)?;
+        }
+        Clc => cx.set_flags(Flags::CF, 0),
+        Stc => cx.set_flags(Flags::CF, Flags::CF),
+        Cmc => cx.st.rflags ^= Flags::CF,
+        Cld => cx.set_flags(Flags::DF, 0),
+        Std => cx.set_flags(Flags::DF, Flags::DF),
+        _ => return Err(Exception::InvalidOpcode),
+    }
+    Ok(())
+}
+
+/// CMPXCHG r/m, r: compare the accumulator with r/m; equal -> store r, else load it.
+fn cmpxchg(cx: &mut Exec<'_>) -> Result<(), Exception> {
+    let bits = cx.bits(0);
+    let acc = match bits {
+        8 => Register::AL,
+        16 => Register::AX,
+        32 => Register::EAX,
+        _ => Register::RAX,
+    };
+    let (dest, expected) = (cx.read(0)?, cx.reg(acc));
+    let (_, f) = flags::sub(expected, dest, false, bits);
+    cx.set_flags(Flags::ARITH, f);
+    if dest == expected {
+        let v = cx.read(1)?;
+        cx.write(0, v)
+    } else {
+        // The destination is written back unchanged (a locked cycle on hardware).
+        cx.write(0, dest)?;
+        cx.set_reg(acc, dest);
+        Ok(())
+    }
+}
+
+/// BT, BTS, BTR, BTC. A register bit offset into memory addresses a bit string.
+fn bit_test(cx: &mut Exec<'_>) -> Result<(), Exception> {
+    let bits = cx.bits(0);
+    let offset = cx.read(1)?;
+    let (value, index, addr) =
+        if cx.ins.op_kind(0) == OpKind::Memory && cx.ins.op_kind(1) == OpKind::Register {
+            let signed = sign_extend(offset, bits) as i64;
+            let unit = i64::from(bits / 8);
+            let addr = cx
+                .ea()
+                .wrapping_add((signed.div_euclid(i64::from(bits)) * unit) as u64);
+            (
+                cx.load(addr, bits)?,
+                signed.rem_euclid(i64::from(bits)) as u32,
+                Some(addr),
+            )
+        } else {
+            (cx.read(0)?, (offset % u64::from(bits)) as u32, None)
+        };
+    let set = (value >> index) & 1 == 1;
+    cx.set_flags(Flags::CF, bit(set, Flags::CF));
+    let new = match cx.ins.mnemonic() {
+        Mnemonic::Bts => value | (1 << index),
+        Mnemonic::Btr => value & !(1 << index),
+        Mnemonic::Btc => value ^ (1 << index),
+        _ => return Ok(()),
+    };
+    match addr {
+        Some(addr) => cx.store(addr, bits, new),
+        None => cx.write(0, new),
+    }
+}
+
+/// BSF, BSR (destination unchanged on a zero source), TZCNT, LZCNT, POPCNT.
+fn bit_scan(cx: &mut Exec<'_>) -> Result<(), Exception> {
+    let bits = cx.bits(0);
+    let src = cx.read(1)? & mask(bits);
+    let zero = src == 0;
+    match cx.ins.mnemonic() {
+        Mnemonic::Bsf | Mnemonic::Bsr => {
+            cx.set_flags(Flags::ZF, bit(zero, Flags::ZF));
+            if !zero {
+                let index = if cx.ins.mnemonic() == Mnemonic::Bsf {
+                    src.trailing_zeros()
+                } else {
+                    63 - src.leading_zeros()
+                };
+                cx.write(0, u64::from(index))?;
+            }
+        }
+        Mnemonic::Popcnt => {
+            cx.set_flags(Flags::ARITH, bit(zero, Flags::ZF));
+            cx.write(0, u64::from(src.count_ones()))?;
+        }
+        mnemonic => {
+            let count = if mnemonic == Mnemonic::Tzcnt {
+                if zero {
+                    bits
+                } else {
+                    src.trailing_zeros()
+                }
+            } else {
+                src.leading_zeros() - (64 - bits)
+            };
+            let flags = bit(zero, Flags::CF) | bit(count == 0, Flags::ZF);
+            cx.set_flags(Flags::CF | Flags::ZF, flags);
+            cx.write(0, u64::from(count))?;
+        }
+    }
+    Ok(())
+}
+
+/// CMOVcc: a 32-bit CMOV zero-extends the destination even when the condition is false.
+pub fn cmovcc(cx: &mut Exec<'_>) -> Result<(), Exception> {
+    let value = if cx.condition() {
+        cx.read(1)?
+    } else {
+        cx.read(0)?
+    };
+    cx.write(0, value)
+}
+
+/// SETcc r/m8.
+pub fn setcc(cx: &mut Exec<'_>) -> Result<(), Exception> {
+    let value = u64::from(cx.condition());
+    cx.write(0, value)
+}

@@ -1,0 +1,51 @@
+//! Instruction semantics, dispatched on the decoded mnemonic.
+
+mod alu;
+mod control;
+mod data;
+mod muldiv;
+mod operand;
+mod shift;
+
+use iced_x86::{Instruction, Mnemonic};
+
+use crate::cpu::{Exception, Exit};
+use crate::memory::Memory;
+use crate::state::CpuState;
+
+/// What one instruction's execution works on.
+pub(crate) struct Exec<'a> {
+    /// The registers (RIP already points past the instruction).
+    pub st: &'a mut CpuState,
+    /// Memory at linear addresses.
+    pub mem: &'a mut dyn Memory,
+    /// The decoded instruction.
+    pub ins: &'a Instruction,
+}
+
+/// Runs `cx.ins`.
+pub(crate) fn execute(cx: &mut Exec<'_>) -> Result<Option<Exit>, Exception> {
+    use Mnemonic::*;
+    match cx.ins.mnemonic() {
+        Nop | Endbr64 | Pause | Lfence | Sfence | Mfence | Prefetchnta | Prefetcht0
+        | Prefetcht1 | Prefetcht2 | Prefetchw => {}
+        Hlt => return Ok(Some(Exit::Halt)),
+        Syscall => return Ok(Some(Exit::Syscall)),
+        Add | Or | Adc | Sbb | And | Sub | Xor | Cmp => alu::binary(cx)?,
+        Test => alu::test(cx)?,
+        Inc | Dec | Neg | Not => alu::unary(cx)?,
+        Mul | Imul | Div | Idiv => muldiv::execute(cx)?,
+        Shl | Sal | Shr | Sar | Rol | Ror | Rcl | Rcr => shift::execute(cx)?,
+        Shld | Shrd => shift::double(cx)?,
+        Push | Pop | Call | Ret | Jmp | Leave | Jrcxz | Jecxz | Loop | Loope | Loopne => {
+            control::execute(cx)?
+        }
+        m if cx.ins.is_jcc_short_or_near() => control::jcc(cx, m)?,
+        Cmovo | Cmovno | Cmovb | Cmovae | Cmove | Cmovne | Cmovbe | Cmova | Cmovs | Cmovns
+        | Cmovp | Cmovnp | Cmovl | Cmovge | Cmovle | Cmovg => data::cmovcc(cx)?,
+        Seto | Setno | Setb | Setae | Sete | Setne | Setbe | Seta | Sets | Setns | Setp | Setnp
+        | Setl | Setge | Setle | Setg => data::setcc(cx)?,
+        _ => data::execute(cx)?,
+    }
+    Ok(None)
+}

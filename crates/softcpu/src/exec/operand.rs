@@ -1,0 +1,171 @@
+//! Operands: registers, memory, immediates; effective addresses; conditions.
+
+use iced_x86::{ConditionCode, OpKind, Register};
+
+use super::Exec;
+use crate::cpu::Exception;
+use crate::flags::{mask, Flags};
+use crate::memory::Access;
+
+/// AH, CH, DH, BH: bits 8..16 of RAX, RCX, RDX, RBX.
+fn is_high_byte(reg: Register) -> bool {
+    matches!(
+        reg,
+        Register::AH | Register::CH | Register::DH | Register::BH
+    )
+}
+
+impl Exec<'_> {
+    /// A general-purpose register's value, zero-extended.
+    pub fn reg(&self, reg: Register) -> u64 {
+        let full = self.st.gpr[reg.full_register().number()];
+        match reg.size() {
+            1 if is_high_byte(reg) => (full >> 8) & 0xff,
+            size => full & mask(size as u32 * 8),
+        }
+    }
+
+    /// Writes a general-purpose register: 32-bit writes zero the upper half, 8- and
+    /// 16-bit writes keep the rest.
+    pub fn set_reg(&mut self, reg: Register, value: u64) {
+        let slot = &mut self.st.gpr[reg.full_register().number()];
+        *slot = match reg.size() {
+            8 => value,
+            4 => value & 0xffff_ffff,
+            1 if is_high_byte(reg) => (*slot & !0xff00) | ((value & 0xff) << 8),
+            size => {
+                let m = mask(size as u32 * 8);
+                (*slot & !m) | (value & m)
+            }
+        };
+    }
+
+    /// Width of operand `i` in bits.
+    pub fn bits(&self, i: u32) -> u32 {
+        match self.ins.op_kind(i) {
+            OpKind::Register => self.ins.op_register(i).size() as u32 * 8,
+            OpKind::Memory => self.ins.memory_size().size() as u32 * 8,
+            OpKind::Immediate8 => 8,
+            OpKind::Immediate16 => 16,
+            OpKind::Immediate32 => 32,
+            _ => 64,
+        }
+    }
+
+    /// The memory operand's linear address.
+    pub fn ea(&self) -> u64 {
+        let ins = self.ins;
+        let base = ins.memory_base();
+        let offset = if matches!(base, Register::RIP | Register::EIP) {
+            // iced has already added the next instruction's address.
+            ins.memory_displacement64()
+        } else {
+            let index = ins.memory_index();
+            let base_value = if base == Register::None {
+                0
+            } else {
+                self.reg(base)
+            };
+            let index_value = if index == Register::None {
+                0
+            } else {
+                self.reg(index)
+            };
+            base_value
+                .wrapping_add(index_value.wrapping_mul(u64::from(ins.memory_index_scale())))
+                .wrapping_add(ins.memory_displacement64())
+        };
+        let offset = if base.size() == 4 || ins.memory_index().size() == 4 {
+            offset & 0xffff_ffff
+        } else {
+            offset
+        };
+        match ins.memory_segment() {
+            Register::FS => offset.wrapping_add(self.st.seg[4].base),
+            Register::GS => offset.wrapping_add(self.st.seg[5].base),
+            _ => offset,
+        }
+    }
+
+    /// Reads `bits` bits at linear `addr`.
+    pub fn load(&mut self, addr: u64, bits: u32) -> Result<u64, Exception> {
+        let mut buf = [0u8; 8];
+        let len = (bits / 8) as usize;
+        self.mem.read(addr, &mut buf[..len], Access::Read)?;
+        Ok(u64::from_le_bytes(buf))
+    }
+
+    /// Writes the low `bits` bits of `value` at linear `addr`.
+    pub fn store(&mut self, addr: u64, bits: u32, value: u64) -> Result<(), Exception> {
+        let len = (bits / 8) as usize;
+        self.mem.write(addr, &value.to_le_bytes()[..len])?;
+        Ok(())
+    }
+
+    /// Operand `i`'s value, zero-extended (immediates sign-extended to their operand).
+    pub fn read(&mut self, i: u32) -> Result<u64, Exception> {
+        match self.ins.op_kind(i) {
+            OpKind::Register => Ok(self.reg(self.ins.op_register(i))),
+            OpKind::Memory => {
+                let (addr, bits) = (self.ea(), self.bits(i));
+                self.load(addr, bits)
+            }
+            _ => Ok(self.ins.immediate(i)),
+        }
+    }
+
+    /// Writes operand `i` (a register or memory).
+    pub fn write(&mut self, i: u32, value: u64) -> Result<(), Exception> {
+        match self.ins.op_kind(i) {
+            OpKind::Register => {
+                self.set_reg(self.ins.op_register(i), value);
+                Ok(())
+            }
+            OpKind::Memory => {
+                let (addr, bits) = (self.ea(), self.bits(i));
+                self.store(addr, bits, value)
+            }
+            _ => Err(Exception::InvalidOpcode),
+        }
+    }
+
+    /// Replaces the flags in `which` with those in `flags`.
+    pub fn set_flags(&mut self, which: u64, flags: u64) {
+        self.st.rflags = (self.st.rflags & !which) | (flags & which);
+    }
+
+    /// Whether flag `f` is set.
+    pub fn flag(&self, f: u64) -> bool {
+        self.st.rflags & f != 0
+    }
+
+    /// Evaluates the instruction's condition code against RFLAGS.
+    pub fn condition(&self) -> bool {
+        let (cf, zf, sf, of, pf) = (
+            self.flag(Flags::CF),
+            self.flag(Flags::ZF),
+            self.flag(Flags::SF),
+            self.flag(Flags::OF),
+            self.flag(Flags::PF),
+        );
+        match self.ins.condition_code() {
+            ConditionCode::None => true,
+            ConditionCode::o => of,
+            ConditionCode::no => !of,
+            ConditionCode::b => cf,
+            ConditionCode::ae => !cf,
+            ConditionCode::e => zf,
+            ConditionCode::ne => !zf,
+            ConditionCode::be => cf || zf,
+            ConditionCode::a => !cf && !zf,
+            ConditionCode::s => sf,
+            ConditionCode::ns => !sf,
+            ConditionCode::p => pf,
+            ConditionCode::np => !pf,
+            ConditionCode::l => sf != of,
+            ConditionCode::ge => sf == of,
+            ConditionCode::le => zf || sf != of,
+            ConditionCode::g => !zf && sf == of,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! gasang's software CPU: an x86-64 interpreter in Rust, for hosts whose hardware
+//! virtualization cannot run guest kernel code.
+//!
+//! - [`CpuState`] holds the architectural registers.
+//! - [`Memory`] is the CPU's view of memory at linear addresses: a flat process image for
+//!   `gasang user-run`, or guest-physical RAM behind the paging unit for a whole machine.
+//! - [`Cpu::step`] decodes one instruction with iced-x86 and executes it; an instruction
+//!   gasang does not implement raises #UD in the guest, as hardware does.
+//!
+//! No KVM here: this crate depends on nothing but the decoder.
+
+mod cpu;
+mod exec;
+mod flags;
+mod memory;
+mod state;
+
+pub use cpu::{Cpu, Exception, Exit};
+pub use flags::Flags;
+pub use memory::{Access, FlatMemory, Memory, MemoryFault};
+pub use state::{CpuState, Gpr, Segment};

@@ -1,0 +1,87 @@
+//! The architectural state of one CPU.
+
+/// General-purpose register numbers, in encoding order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Gpr {
+    /// RAX.
+    Rax,
+    /// RCX.
+    Rcx,
+    /// RDX.
+    Rdx,
+    /// RBX.
+    Rbx,
+    /// RSP.
+    Rsp,
+    /// RBP.
+    Rbp,
+    /// RSI.
+    Rsi,
+    /// RDI.
+    Rdi,
+    /// R8.
+    R8,
+    /// R9.
+    R9,
+    /// R10.
+    R10,
+    /// R11.
+    R11,
+    /// R12.
+    R12,
+    /// R13.
+    R13,
+    /// R14.
+    R14,
+    /// R15.
+    R15,
+}
+
+/// A segment register with its cached descriptor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// Selector.
+    pub selector: u16,
+    /// Base address (FS and GS bases in 64-bit mode live here).
+    pub base: u64,
+    /// Limit in bytes.
+    pub limit: u32,
+}
+
+/// Registers of one x86-64 CPU.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CpuState {
+    /// RAX..R15, indexed by [`Gpr`].
+    pub gpr: [u64; 16],
+    /// Instruction pointer.
+    pub rip: u64,
+    /// RFLAGS.
+    pub rflags: u64,
+    /// ES, CS, SS, DS, FS, GS, in encoding order.
+    pub seg: [Segment; 6],
+    /// 64-bit mode (long mode with a 64-bit code segment).
+    pub long_mode: bool,
+}
+
+impl CpuState {
+    /// A CPU in 64-bit mode at `rip`, flags at their reset value.
+    pub fn long_mode(rip: u64) -> Self {
+        Self {
+            rip,
+            rflags: 0x2,
+            long_mode: true,
+            ..Default::default()
+        }
+    }
+
+    /// Register `r`.
+    pub fn reg(&self, r: Gpr) -> u64 {
+        self.gpr[r as usize]
+    }
+
+    /// Sets register `r`.
+    pub fn set_reg(&mut self, r: Gpr, value: u64) {
+        self.gpr[r as usize] = value;
+    }
+}

@@ -1,0 +1,137 @@
+//! The oracle: runs a few instructions natively on the host CPU and on the software CPU,
+//! from the same registers, flags and memory, and returns both results.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use gasang_softcpu::{Cpu, CpuState, FlatMemory, Memory};
+use iced_x86::code_asm::*;
+
+/// Registers in the order the thunk loads and stores them; RSP is never touched.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Regs {
+    /// RAX..R15.
+    pub gpr: [u64; 16],
+    /// RFLAGS.
+    pub rflags: u64,
+}
+
+/// Memory a test case may address through RSI: 256 bytes.
+pub const DATA_LEN: usize = 256;
+
+/// An executable page holding a thunk `fn(*mut Regs, data)`.
+pub struct Native {
+    page: *mut u8,
+    len: usize,
+}
+
+impl Drop for Native {
+    fn drop(&mut self) {
+        // SAFETY: `page` is the mapping of `len` bytes made in `Native::new`.
+        unsafe { libc::munmap(self.page.cast(), self.len) };
+    }
+}
+
+const GPRS: [AsmRegister64; 16] = [
+    rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15,
+];
+
+/// Assembles the thunk around `code` (which must not touch RSP or fault).
+fn thunk(code: &[u8]) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).unwrap();
+    for r in [rbx, rbp, r12, r13, r14, r15, rdi] {
+        a.push(r).unwrap();
+    }
+    a.push(qword_ptr(rdi + 128)).unwrap();
+    a.popfq().unwrap();
+    for (i, r) in GPRS.iter().enumerate() {
+        if i != 4 && i != 7 {
+            a.mov(*r, qword_ptr(rdi + 8 * i as i32)).unwrap();
+        }
+    }
+    a.mov(rdi, qword_ptr(rdi + 56)).unwrap();
+    a.db(code).unwrap();
+    a.pushfq().unwrap();
+    a.push(rax).unwrap();
+    a.mov(rax, qword_ptr(rsp + 16)).unwrap();
+    for (i, r) in GPRS.iter().enumerate() {
+        if i != 0 && i != 4 {
+            a.mov(qword_ptr(rax + 8 * i as i32), *r).unwrap();
+        }
+    }
+    a.pop(rcx).unwrap();
+    a.mov(qword_ptr(rax), rcx).unwrap();
+    a.pop(rcx).unwrap();
+    a.mov(qword_ptr(rax + 128), rcx).unwrap();
+    a.cld().unwrap();
+    for r in [rdi, r15, r14, r13, r12, rbp, rbx] {
+        a.pop(r).unwrap();
+    }
+    a.ret().unwrap();
+    a.assemble(0).unwrap()
+}
+
+impl Native {
+    /// Maps the thunk for `code`.
+    pub fn new(code: &[u8]) -> Self {
+        let bytes = thunk(code);
+        let len = bytes.len().next_multiple_of(4096);
+        // SAFETY: a fresh private anonymous mapping; checked for failure below.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(page, libc::MAP_FAILED);
+        let page = page.cast::<u8>();
+        // SAFETY: `page` has `len >= bytes.len()` writable bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), page, bytes.len()) };
+        Self { page, len }
+    }
+
+    /// Runs the code natively from `regs`.
+    pub fn run(&self, regs: &mut Regs) {
+        // SAFETY: the page holds a complete function following the SysV ABI: it saves
+        // and restores callee-saved registers, leaves RSP balanced and clears DF; the
+        // wrapped test code touches only registers and the data buffer RSI points to.
+        let f: extern "C" fn(*mut Regs) = unsafe { std::mem::transmute(self.page) };
+        f(regs);
+    }
+}
+
+/// Where the software CPU runs test code.
+const CODE_ADDR: u64 = 0x40_0000;
+
+/// Runs `code` on the software CPU from `regs`, with `data` mapped at `data_addr`.
+pub fn soft_run(code: &[u8], regs: &Regs, data_addr: u64, data: &[u8]) -> (Regs, Vec<u8>) {
+    let mut mem = FlatMemory::new();
+    mem.map(CODE_ADDR, code.to_vec());
+    mem.map(data_addr, data.to_vec());
+    let mut state = CpuState::long_mode(CODE_ADDR);
+    state.gpr = regs.gpr;
+    state.rflags = regs.rflags;
+    let mut cpu = Cpu::new(state);
+    let end = CODE_ADDR + code.len() as u64;
+    let mut steps = 0;
+    while cpu.state.rip != end {
+        cpu.step(&mut mem)
+            .unwrap_or_else(|e| panic!("{e} at {:#x}", cpu.state.rip));
+        steps += 1;
+        assert!(steps < 100_000, "runaway test code");
+    }
+    let mut out = vec![0u8; data.len()];
+    mem.read(data_addr, &mut out, gasang_softcpu::Access::Read)
+        .unwrap();
+    (
+        Regs {
+            gpr: cpu.state.gpr,
+            rflags: cpu.state.rflags,
+        },
+        out,
+    )
+}
