@@ -98,7 +98,8 @@ impl Cpu {
         Ok(instruction)
     }
 
-    /// Executes one instruction. On an exception, the state is as before it.
+    /// Executes one instruction. On an exception, the state is as before it (a REP
+    /// string instruction keeps the iterations it completed, as on hardware).
     pub fn step(&mut self, mem: &mut dyn Memory) -> Result<Option<Exit>, Exception> {
         let instruction = self.decode(mem)?;
         let saved = self.state.clone();
@@ -107,9 +108,10 @@ impl Cpu {
             st: &mut self.state,
             mem,
             ins: &instruction,
+            keep_partial: false,
         };
         let result = exec::execute(&mut cx);
-        if result.is_err() {
+        if result.is_err() && !cx.keep_partial {
             self.state = saved;
         }
         result

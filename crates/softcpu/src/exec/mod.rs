@@ -6,6 +6,7 @@ mod data;
 mod muldiv;
 mod operand;
 mod shift;
+mod string;
 
 use iced_x86::{Instruction, Mnemonic};
 
@@ -21,6 +22,8 @@ pub(crate) struct Exec<'a> {
     pub mem: &'a mut dyn Memory,
     /// The decoded instruction.
     pub ins: &'a Instruction,
+    /// Set by an instruction that faulted part-way but must keep what it did (a REP).
+    pub keep_partial: bool,
 }
 
 /// Runs `cx.ins`.
@@ -37,6 +40,12 @@ pub(crate) fn execute(cx: &mut Exec<'_>) -> Result<Option<Exit>, Exception> {
         Mul | Imul | Div | Idiv => muldiv::execute(cx)?,
         Shl | Sal | Shr | Sar | Rol | Ror | Rcl | Rcr => shift::execute(cx)?,
         Shld | Shrd => shift::double(cx)?,
+        Movsb | Movsw | Movsd | Movsq | Stosb | Stosw | Stosd | Stosq | Lodsb | Lodsw | Lodsd
+        | Lodsq | Cmpsb | Cmpsw | Cmpsd | Cmpsq | Scasb | Scasw | Scasd | Scasq
+            if string::is_string(cx.ins) =>
+        {
+            string::execute(cx)?
+        }
         Push | Pop | Call | Ret | Jmp | Leave | Jrcxz | Jecxz | Loop | Loope | Loopne => {
             control::execute(cx)?
         }

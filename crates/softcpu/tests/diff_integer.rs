@@ -1,104 +1,17 @@
-//! Differential tests: the host CPU is the oracle. Each case runs natively and on the
-//! software CPU from the same state; registers, the flags the architecture defines for
-//! that instruction, and touched memory must match.
+//! Differential tests of the integer instructions: the host CPU is the oracle. Each
+//! case runs natively and on the software CPU from the same state; registers, the flags
+//! the architecture defines for that instruction, and touched memory must match.
 //!
 //! `GASANG_DIFF_CASES=N` sets the cases per instruction form (default 1000; the long run
-//! documented in docs/softcpu.md uses 100000).
+//! is described in docs/softcpu.md).
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
-mod native;
+mod oracle;
 
 use gasang_softcpu::Flags;
 use iced_x86::code_asm::*;
-use native::{soft_run, Native, Regs, DATA_LEN};
-
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Mostly edge values (0, 1, all ones, sign boundaries of every width), some random.
-    fn value(&mut self) -> u64 {
-        const EDGES: [u64; 14] = [
-            0,
-            1,
-            2,
-            u64::MAX,
-            0x7f,
-            0x80,
-            0xff,
-            0x7fff,
-            0x8000,
-            0xffff,
-            0x7fff_ffff,
-            0x8000_0000,
-            0xffff_ffff,
-            0x8000_0000_0000_0000,
-        ];
-        match self.next() % 4 {
-            0 => EDGES[(self.next() % EDGES.len() as u64) as usize],
-            1 => EDGES[(self.next() % EDGES.len() as u64) as usize].wrapping_sub(self.next() % 3),
-            _ => self.next(),
-        }
-    }
-}
-
-fn cases() -> usize {
-    std::env::var("GASANG_DIFF_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000)
-}
-
-/// Runs `code` natively and in software from random states; compares `flags_defined`.
-fn check(name: &str, code: &[u8], flags_defined: u64, seed: u64) {
-    check_with(name, code, seed, |_| flags_defined);
-}
-
-/// As `check`, with the defined flags depending on the input state.
-fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) -> u64) {
-    let native = Native::new(code);
-    let mut rng = Rng(seed | 1);
-    let mut data = vec![0u8; DATA_LEN];
-    for _ in 0..cases() {
-        let mut regs = Regs::default();
-        for r in &mut regs.gpr {
-            *r = rng.value();
-        }
-        regs.rflags = 0x202 | (rng.next() & Flags::ARITH);
-        data.iter_mut().for_each(|b| *b = rng.next() as u8);
-        regs.gpr[6] = data.as_ptr() as u64; // RSI: the data buffer
-        let start = regs;
-        let (soft, soft_data) = soft_run(code, &start, data.as_ptr() as u64, &data);
-        let mut hw = start;
-        native.run(&mut hw);
-        let mask = defined(&start) | !Flags::ARITH & 0xfff & !0x200;
-        let diff = format!("{name} from {start:x?}:\n  native {hw:x?}\n  soft   {soft:x?}");
-        assert_eq!(hw.gpr, soft.gpr, "registers differ: {diff}");
-        assert_eq!(
-            hw.rflags & mask,
-            soft.rflags & mask,
-            "flags (mask {mask:#x}) differ: {diff}"
-        );
-        assert_eq!(data, soft_data, "memory differs: {diff}");
-    }
-}
-
-fn asm(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).unwrap();
-    f(&mut a).unwrap();
-    a.assemble(0x40_0000).unwrap()
-}
-
-const ALL: u64 = Flags::ARITH;
-const NO_AF: u64 = Flags::ARITH & !Flags::AF;
+use oracle::{asm, check, check_with, Regs, ALL, NO_AF};
 
 macro_rules! alu_forms {
     ($name:literal, $op:ident, $flags:expr) => {{

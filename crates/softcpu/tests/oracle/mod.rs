@@ -2,8 +2,9 @@
 //! from the same registers, flags and memory, and returns both results.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+#![allow(dead_code)] // each test binary uses a different subset
 
-use gasang_softcpu::{Cpu, CpuState, FlatMemory, Memory};
+use gasang_softcpu::{Cpu, CpuState, Flags, FlatMemory, Memory};
 use iced_x86::code_asm::*;
 
 /// Registers in the order the thunk loads and stores them; RSP is never touched.
@@ -135,3 +136,92 @@ pub fn soft_run(code: &[u8], regs: &Regs, data_addr: u64, data: &[u8]) -> (Regs,
         out,
     )
 }
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Mostly edge values (0, 1, all ones, sign boundaries of every width), some random.
+    pub fn value(&mut self) -> u64 {
+        const EDGES: [u64; 14] = [
+            0,
+            1,
+            2,
+            u64::MAX,
+            0x7f,
+            0x80,
+            0xff,
+            0x7fff,
+            0x8000,
+            0xffff,
+            0x7fff_ffff,
+            0x8000_0000,
+            0xffff_ffff,
+            0x8000_0000_0000_0000,
+        ];
+        match self.next() % 4 {
+            0 => EDGES[(self.next() % EDGES.len() as u64) as usize],
+            1 => EDGES[(self.next() % EDGES.len() as u64) as usize].wrapping_sub(self.next() % 3),
+            _ => self.next(),
+        }
+    }
+}
+
+pub fn cases() -> usize {
+    std::env::var("GASANG_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// Runs `code` natively and in software from random states; compares `flags_defined`.
+pub fn check(name: &str, code: &[u8], flags_defined: u64, seed: u64) {
+    check_with(name, code, seed, |_| flags_defined);
+}
+
+/// As `check`, with the defined flags depending on the input state.
+pub fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) -> u64) {
+    let native = Native::new(code);
+    let mut rng = Rng(seed | 1);
+    let mut data = vec![0u8; DATA_LEN];
+    for _ in 0..cases() {
+        let mut regs = Regs::default();
+        for r in &mut regs.gpr {
+            *r = rng.value();
+        }
+        regs.rflags = 0x202 | (rng.next() & Flags::ARITH);
+        data.iter_mut().for_each(|b| *b = rng.next() as u8);
+        regs.gpr[6] = data.as_ptr() as u64; // RSI: the data buffer
+        let start = regs;
+        let (soft, soft_data) = soft_run(code, &start, data.as_ptr() as u64, &data);
+        let mut hw = start;
+        native.run(&mut hw);
+        let mask = defined(&start) | !Flags::ARITH & 0xfff & !0x200;
+        let diff = format!("{name} from {start:x?}:\n  native {hw:x?}\n  soft   {soft:x?}");
+        assert_eq!(hw.gpr, soft.gpr, "registers differ: {diff}");
+        assert_eq!(
+            hw.rflags & mask,
+            soft.rflags & mask,
+            "flags (mask {mask:#x}) differ: {diff}"
+        );
+        assert_eq!(data, soft_data, "memory differs: {diff}");
+    }
+}
+
+pub fn asm(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).unwrap();
+    f(&mut a).unwrap();
+    a.assemble(0x40_0000).unwrap()
+}
+
+/// Every arithmetic flag.
+pub const ALL: u64 = Flags::ARITH;
+/// Every arithmetic flag but AF (undefined after logic ops and shifts).
+pub const NO_AF: u64 = Flags::ARITH & !Flags::AF;
