@@ -29,6 +29,23 @@ pub struct Cli {
 pub enum Command {
     /// Boot a kernel with its serial console on this terminal.
     Run(RunArgs),
+    /// Run a static x86-64 Linux program on the software CPU, in user mode.
+    UserRun(UserRunArgs),
+}
+
+/// `gasang user-run`.
+#[derive(Debug, clap::Args)]
+pub struct UserRunArgs {
+    /// The program: a statically linked x86-64 Linux executable.
+    #[arg(value_name = "PROGRAM")]
+    pub program: PathBuf,
+    /// Its arguments, passed as they are.
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// CPU backends.

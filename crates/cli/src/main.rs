@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use gasang_vmm::{Console, ExitReason};
 
-use crate::args::{Cli, Command, RunArgs};
+use crate::args::{Cli, Command, RunArgs, UserRunArgs};
 
 /// Exit status for a machine that crashed (triple fault, panic, backend error).
 const STATUS_GUEST_CRASHED: u8 = 1;
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::Run(args) => run(&args),
+        Command::UserRun(args) => user_run(&args),
     }
 }
 
@@ -90,4 +91,21 @@ fn report(reason: &ExitReason) -> ExitCode {
         eprintln!("gasang: {message}");
     }
     ExitCode::from(status)
+}
+
+/// `gasang user-run`: the program's own exit status, or 128 + the signal that killed it.
+fn user_run(args: &UserRunArgs) -> ExitCode {
+    use std::os::unix::ffi::OsStrExt;
+    let mut argv = vec![args.program.as_os_str().as_bytes().to_vec()];
+    argv.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
+    let env: Vec<Vec<u8>> = std::env::vars_os()
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .collect();
+    match gasang_user::run(&args.program, &argv, &env) {
+        Ok(status) => ExitCode::from((status & 0xff) as u8),
+        Err(e) => {
+            eprintln!("gasang: {}", gasang_vmm::error_chain(&e));
+            ExitCode::from(u8::try_from(e.exit_status()).unwrap_or(u8::MAX))
+        }
+    }
 }

@@ -401,3 +401,29 @@ fn test_soft_divide_errors() {
         assert_eq!(cpu.state, state, "a faulting instruction changes nothing");
     }
 }
+
+/// Forms the interpreter does not implement raise #UD and change nothing; found by the
+/// softcpu_exec fuzz target (a far call through memory once overflowed a buffer).
+#[test]
+fn test_soft_unimplemented_forms_raise_ud() {
+    use gasang_softcpu::{Cpu, CpuState, Exception, FlatMemory};
+    for code in [
+        vec![0x4e, 0xff, 0x1f],         // call far [rdi] (a 10-byte far pointer)
+        asm(|a| a.mov(ax, ds)),         // a segment register
+        asm(|a| a.pxor(xmm0, xmm1)),    // SSE (not yet)
+        asm(|a| a.fld(tword_ptr(rdi))), // x87 (not yet)
+    ] {
+        let mut mem = FlatMemory::new();
+        mem.map(0x40_0000, code.clone());
+        mem.map(0x1000, vec![0; 64]);
+        let mut state = CpuState::long_mode(0x40_0000);
+        state.gpr[7] = 0x1000;
+        let mut cpu = Cpu::new(state.clone());
+        assert_eq!(
+            cpu.step(&mut mem),
+            Err(Exception::InvalidOpcode),
+            "{code:x?}"
+        );
+        assert_eq!(cpu.state, state);
+    }
+}

@@ -15,6 +15,24 @@ fn is_high_byte(reg: Register) -> bool {
     )
 }
 
+/// Bytes in an integer access of `bits`; anything else is not implemented (#UD).
+fn integer_width(bits: u32) -> Result<usize, Exception> {
+    match bits {
+        8 | 16 | 32 | 64 => Ok((bits / 8) as usize),
+        _ => Err(Exception::InvalidOpcode),
+    }
+}
+
+/// `reg` if it is a general-purpose register; the integer instructions take no other
+/// (segment, control and vector registers belong to instructions not implemented yet).
+fn gpr(reg: Register) -> Result<Register, Exception> {
+    if reg.is_gpr() {
+        Ok(reg)
+    } else {
+        Err(Exception::InvalidOpcode)
+    }
+}
+
 impl Exec<'_> {
     /// A general-purpose register's value, zero-extended.
     pub fn reg(&self, reg: Register) -> u64 {
@@ -87,17 +105,18 @@ impl Exec<'_> {
         }
     }
 
-    /// Reads `bits` bits at linear `addr`.
+    /// Reads `bits` bits at linear `addr`. Widths other than 8, 16, 32 and 64 belong to
+    /// instructions not implemented here (far pointers, x87, vectors): #UD.
     pub fn load(&mut self, addr: u64, bits: u32) -> Result<u64, Exception> {
         let mut buf = [0u8; 8];
-        let len = (bits / 8) as usize;
+        let len = integer_width(bits)?;
         self.mem.read(addr, &mut buf[..len], Access::Read)?;
         Ok(u64::from_le_bytes(buf))
     }
 
     /// Writes the low `bits` bits of `value` at linear `addr`.
     pub fn store(&mut self, addr: u64, bits: u32, value: u64) -> Result<(), Exception> {
-        let len = (bits / 8) as usize;
+        let len = integer_width(bits)?;
         self.mem.write(addr, &value.to_le_bytes()[..len])?;
         Ok(())
     }
@@ -105,7 +124,7 @@ impl Exec<'_> {
     /// Operand `i`'s value, zero-extended (immediates sign-extended to their operand).
     pub fn read(&mut self, i: u32) -> Result<u64, Exception> {
         match self.ins.op_kind(i) {
-            OpKind::Register => Ok(self.reg(self.ins.op_register(i))),
+            OpKind::Register => Ok(self.reg(gpr(self.ins.op_register(i))?)),
             OpKind::Memory => {
                 let (addr, bits) = (self.ea(), self.bits(i));
                 self.load(addr, bits)
@@ -118,7 +137,7 @@ impl Exec<'_> {
     pub fn write(&mut self, i: u32, value: u64) -> Result<(), Exception> {
         match self.ins.op_kind(i) {
             OpKind::Register => {
-                self.set_reg(self.ins.op_register(i), value);
+                self.set_reg(gpr(self.ins.op_register(i))?, value);
                 Ok(())
             }
             OpKind::Memory => {
