@@ -55,17 +55,83 @@ pub enum Exit {
     Syscall,
 }
 
-/// One software CPU.
-#[derive(Debug, Clone, Default)]
+/// Decoded instructions kept, direct-mapped by address.
+const DECODE_CACHE: usize = 1 << 14;
+
+/// A decoded instruction and the versions of the code pages it came from.
+#[derive(Debug, Clone, Copy)]
+struct Decoded {
+    instruction: Instruction,
+    version: CodeVersion,
+}
+
+/// Versions of the first and last page of an instruction's bytes (the same page twice
+/// unless it crosses a page boundary).
+type CodeVersion = (u64, u64);
+
+/// One software CPU. Its decode cache belongs to the memory it runs on: step it on one
+/// [`Memory`] for its life.
+#[derive(Debug, Clone)]
 pub struct Cpu {
     /// Its registers.
     pub state: CpuState,
+    /// Decode once: instructions by address, valid while their pages' versions hold.
+    decoded: Vec<Option<Decoded>>,
+}
+
+impl Default for Cpu {
+    fn default() -> Self {
+        Self::new(CpuState::default())
+    }
+}
+
+/// The registers an instruction may change before it faults: restored on an exception.
+/// (No implemented instruction writes other state before it can fault; instructions
+/// that write segment, vector or system state must keep that true or extend this.)
+struct Rollback {
+    gpr: [u64; 16],
+    rip: u64,
+    rflags: u64,
 }
 
 impl Cpu {
     /// A CPU with `state`.
     pub fn new(state: CpuState) -> Self {
-        Self { state }
+        Self {
+            state,
+            decoded: vec![None; DECODE_CACHE],
+        }
+    }
+
+    /// The versions of the code pages under `[rip, rip + len)`.
+    fn code_version(mem: &mut dyn Memory, rip: u64, len: u64) -> Option<CodeVersion> {
+        let first = mem.code_version(rip)?;
+        let last = rip.wrapping_add(len.max(1) - 1);
+        if last >> 12 == rip >> 12 {
+            return Some((first, first));
+        }
+        Some((first, mem.code_version(last)?))
+    }
+
+    /// The instruction at RIP, from the cache when its code is unchanged.
+    fn fetch(&mut self, mem: &mut dyn Memory) -> Result<Instruction, Exception> {
+        let rip = self.state.rip;
+        let slot = (rip as usize ^ (rip >> 14) as usize) % DECODE_CACHE;
+        if let Some(hit) = self.decoded[slot] {
+            if hit.instruction.ip() == rip
+                && Self::code_version(mem, rip, hit.instruction.len() as u64) == Some(hit.version)
+            {
+                return Ok(hit.instruction);
+            }
+        }
+        let instruction = self.decode(mem)?;
+        if let Some(version) = Self::code_version(mem, rip, instruction.len() as u64) {
+            self.decoded[slot] = Some(Decoded {
+                instruction,
+                version,
+            });
+        }
+        Ok(instruction)
     }
 
     /// Fetches and decodes the instruction at RIP.
@@ -101,8 +167,12 @@ impl Cpu {
     /// Executes one instruction. On an exception, the state is as before it (a REP
     /// string instruction keeps the iterations it completed, as on hardware).
     pub fn step(&mut self, mem: &mut dyn Memory) -> Result<Option<Exit>, Exception> {
-        let instruction = self.decode(mem)?;
-        let saved = self.state.clone();
+        let instruction = self.fetch(mem)?;
+        let saved = Rollback {
+            gpr: self.state.gpr,
+            rip: self.state.rip,
+            rflags: self.state.rflags,
+        };
         self.state.rip = instruction.next_ip();
         let mut cx = Exec {
             st: &mut self.state,
@@ -112,7 +182,9 @@ impl Cpu {
         };
         let result = exec::execute(&mut cx);
         if result.is_err() && !cx.keep_partial {
-            self.state = saved;
+            self.state.gpr = saved.gpr;
+            self.state.rip = saved.rip;
+            self.state.rflags = saved.rflags;
         }
         result
     }

@@ -28,6 +28,15 @@ pub trait Memory {
     fn read(&mut self, addr: u64, buf: &mut [u8], access: Access) -> Result<(), MemoryFault>;
     /// Writes `buf` at `addr`.
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemoryFault>;
+
+    /// Marks the page holding `addr` as holding decoded code, and returns its version:
+    /// a number that changes whenever the page is written from then on. The CPU keeps
+    /// decoded instructions only while their page's version stays the same, so that
+    /// self-modifying code and newly loaded code are decoded afresh. `None` (the
+    /// default) means the memory cannot tell, and nothing is cached.
+    fn code_version(&mut self, _addr: u64) -> Option<u64> {
+        None
+    }
 }
 
 /// Byte-addressable regions at fixed linear addresses; anything else faults.
@@ -35,6 +44,10 @@ pub trait Memory {
 pub struct FlatMemory {
     /// Keyed by start address.
     regions: BTreeMap<u64, Vec<u8>>,
+    /// Versions of pages code was decoded from, by page number.
+    code: BTreeMap<u64, u64>,
+    /// The last version handed out: versions are never reused.
+    next_version: u64,
 }
 
 impl FlatMemory {
@@ -45,7 +58,17 @@ impl FlatMemory {
 
     /// Maps `bytes` at `addr` (regions must not overlap).
     pub fn map(&mut self, addr: u64, bytes: Vec<u8>) {
+        self.bump_code(addr, bytes.len());
         self.regions.insert(addr, bytes);
+    }
+
+    /// Gives a new version to the code pages under `[addr, addr + len)`.
+    fn bump_code(&mut self, addr: u64, len: usize) {
+        let (first, last) = (addr >> 12, addr.saturating_add(len.max(1) as u64 - 1) >> 12);
+        for (_, version) in self.code.range_mut(first..=last) {
+            self.next_version += 1;
+            *version = self.next_version;
+        }
     }
 
     /// The region holding `[addr, addr + len)`, and the offset of `addr` in it.
@@ -78,7 +101,15 @@ impl Memory for FlatMemory {
         };
         let (region, offset) = self.find(addr, buf.len()).ok_or(fault)?;
         region[offset..offset + buf.len()].copy_from_slice(buf);
+        self.bump_code(addr, buf.len());
         Ok(())
+    }
+
+    fn code_version(&mut self, addr: u64) -> Option<u64> {
+        let next = self.next_version + 1;
+        let version = *self.code.entry(addr >> 12).or_insert(next);
+        self.next_version = self.next_version.max(version);
+        Some(version)
     }
 }
 

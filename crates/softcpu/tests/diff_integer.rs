@@ -427,3 +427,33 @@ fn test_soft_unimplemented_forms_raise_ud() {
         assert_eq!(cpu.state, state);
     }
 }
+
+/// Decode once, but not stale: code that rewrites an instruction it already ran (and
+/// that the CPU has cached) runs the new instruction.
+#[test]
+fn test_soft_self_modifying_code_runs_the_new_instruction() {
+    use gasang_softcpu::{Cpu, CpuState, FlatMemory};
+    // top: mov eax, 1; add ebx, eax; mov dword [top + 1], 5; dec ecx; jnz top
+    let code = asm(|a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.mov(eax, 1u32)?;
+        a.add(ebx, eax)?;
+        a.mov(dword_ptr(0x40_0001u64), 5u32)?;
+        a.dec(ecx)?;
+        a.jnz(top)
+    });
+    let mut mem = FlatMemory::new();
+    mem.map(0x40_0000, code.clone());
+    let mut state = CpuState::long_mode(0x40_0000);
+    state.gpr[1] = 3; // ECX: three passes
+    let mut cpu = Cpu::new(state);
+    while cpu.state.rip != 0x40_0000 + code.len() as u64 {
+        cpu.step(&mut mem).unwrap();
+    }
+    assert_eq!(
+        cpu.state.gpr[3],
+        1 + 5 + 5,
+        "the patched immediate was executed"
+    );
+}

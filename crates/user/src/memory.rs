@@ -1,16 +1,49 @@
 //! A user process's address space: page-aligned mappings at fixed addresses.
 
-use std::collections::BTreeMap;
-
 use gasang_softcpu::{Access, Memory, MemoryFault};
 
 /// The page size of the emulated process.
 pub const PAGE: u64 = 4096;
 
-/// Mappings keyed by start address; none overlap.
+/// One mapping: its bytes, and per page the version of the code decoded from it (0:
+/// no code decoded from that page yet).
+#[derive(Debug)]
+struct Mapping {
+    data: Vec<u8>,
+    code: Vec<u64>,
+}
+
+impl Mapping {
+    fn zeroed(len: u64) -> Self {
+        Self {
+            data: vec![0; len as usize],
+            code: vec![0; (len / PAGE) as usize],
+        }
+    }
+
+    /// The part from byte `from` to byte `to` (both page-aligned offsets).
+    fn part(&self, from: u64, to: u64) -> Self {
+        Self {
+            data: self.data[from as usize..to as usize].to_vec(),
+            code: self.code[(from / PAGE) as usize..(to / PAGE) as usize].to_vec(),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+}
+
+/// Mappings sorted by start address; none overlap. A sorted vector: processes have few
+/// mappings, and the last one hit can be checked without a search.
 #[derive(Debug, Default)]
 pub struct UserMemory {
-    maps: BTreeMap<u64, Vec<u8>>,
+    maps: Vec<(u64, Mapping)>,
+    /// Index of the mapping the last access hit: most accesses hit it again.
+    last: usize,
+    /// Code versions come from one counter, so that a version is never reused, even
+    /// by a page mapped anew at the same address.
+    next_version: u64,
 }
 
 impl UserMemory {
@@ -23,28 +56,30 @@ impl UserMemory {
     pub fn map(&mut self, addr: u64, len: u64) {
         let len = len.next_multiple_of(PAGE);
         self.unmap(addr, len);
-        self.maps.insert(addr, vec![0; len as usize]);
+        self.insert(addr, Mapping::zeroed(len));
+    }
+
+    fn insert(&mut self, start: u64, mapping: Mapping) {
+        let at = self.maps.partition_point(|(s, _)| *s < start);
+        self.maps.insert(at, (start, mapping));
+        self.last = 0;
     }
 
     /// Removes `[addr, addr + len)`, splitting mappings that straddle it.
     pub fn unmap(&mut self, addr: u64, len: u64) {
+        self.last = 0;
         let end = addr.saturating_add(len.next_multiple_of(PAGE));
-        let hit: Vec<u64> = self
-            .maps
-            .range(..end)
-            .filter(|(start, data)| **start + data.len() as u64 > addr)
-            .map(|(start, _)| *start)
-            .collect();
-        for start in hit {
-            let data = self.maps.remove(&start).expect("found above");
-            let stop = start + data.len() as u64;
+        let (hit, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.maps)
+            .into_iter()
+            .partition(|(start, m)| *start < end && start + m.len() > addr);
+        self.maps = kept;
+        for (start, mapping) in hit {
+            let stop = start + mapping.len();
             if start < addr {
-                self.maps
-                    .insert(start, data[..(addr - start) as usize].to_vec());
+                self.insert(start, mapping.part(0, addr - start));
             }
             if stop > end {
-                self.maps
-                    .insert(end, data[(end - start) as usize..].to_vec());
+                self.insert(end, mapping.part(end - start, stop - start));
             }
         }
     }
@@ -53,21 +88,22 @@ impl UserMemory {
     pub fn is_mapped(&self, addr: u64, len: u64) -> bool {
         let mut at = addr;
         while at < addr + len {
-            match self.chunk_len(at) {
-                Some(n) => at += n,
-                None => return false,
-            }
+            let Some(i) = self.index_of(at) else {
+                return false;
+            };
+            let (start, m) = &self.maps[i];
+            at = start + m.len();
         }
         true
     }
 
-    /// The first address above every mapping below `limit` that leaves `len` free
-    /// before the next mapping, searching down from `limit` (as Linux's mmap does).
+    /// The highest free range of `len` bytes below `limit`, searching down from it (as
+    /// Linux's mmap does).
     pub fn find_free(&self, len: u64, limit: u64) -> Option<u64> {
         let len = len.next_multiple_of(PAGE);
         let mut top = limit;
-        for (start, data) in self.maps.range(..limit).rev() {
-            let end = start + data.len() as u64;
+        for (start, m) in self.maps.iter().rev().filter(|(start, _)| *start < limit) {
+            let end = start + m.len();
             if top >= end && top - end >= len {
                 return Some(top - len);
             }
@@ -76,17 +112,27 @@ impl UserMemory {
         top.checked_sub(len).filter(|a| *a >= 0x1_0000)
     }
 
-    /// Bytes mapped contiguously from `addr` within its mapping.
-    fn chunk_len(&self, addr: u64) -> Option<u64> {
-        let (start, data) = self.maps.range(..=addr).next_back()?;
-        let end = start + data.len() as u64;
-        (addr < end).then_some(end - addr)
+    /// The index of the mapping holding `addr`.
+    fn index_of(&self, addr: u64) -> Option<usize> {
+        let i = self
+            .maps
+            .partition_point(|(start, _)| *start <= addr)
+            .checked_sub(1)?;
+        let (start, m) = &self.maps[i];
+        (addr < start + m.len()).then_some(i)
     }
 
-    fn slice_mut(&mut self, addr: u64) -> Option<&mut [u8]> {
-        let (start, data) = self.maps.range_mut(..=addr).next_back()?;
-        let offset = usize::try_from(addr - start).ok()?;
-        data.get_mut(offset..)
+    /// The mapping holding `addr` and `addr`'s offset in it.
+    fn locate(&mut self, addr: u64) -> Option<(&mut Mapping, u64)> {
+        let hit = self
+            .maps
+            .get(self.last)
+            .is_some_and(|(start, m)| *start <= addr && addr < start + m.len());
+        if !hit {
+            self.last = self.index_of(addr)?;
+        }
+        let (start, mapping) = &mut self.maps[self.last];
+        Some((mapping, addr - *start))
     }
 }
 
@@ -95,10 +141,8 @@ impl Memory for UserMemory {
         let mut done = 0;
         while done < buf.len() {
             let at = addr.wrapping_add(done as u64);
-            let src = self
-                .slice_mut(at)
-                .filter(|s| !s.is_empty())
-                .ok_or(MemoryFault { addr: at, access })?;
+            let (m, offset) = self.locate(at).ok_or(MemoryFault { addr: at, access })?;
+            let src = &m.data[offset as usize..];
             let n = src.len().min(buf.len() - done);
             buf[done..done + n].copy_from_slice(&src[..n]);
             done += n;
@@ -110,16 +154,45 @@ impl Memory for UserMemory {
         let mut done = 0;
         while done < buf.len() {
             let at = addr.wrapping_add(done as u64);
+            let next_version = self.next_version + 1;
             let fault = MemoryFault {
                 addr: at,
                 access: Access::Write,
             };
-            let dst = self.slice_mut(at).filter(|s| !s.is_empty()).ok_or(fault)?;
-            let n = dst.len().min(buf.len() - done);
-            dst[..n].copy_from_slice(&buf[done..done + n]);
+            let (m, offset) = self.locate(at).ok_or(fault)?;
+            let n = (m.data.len() - offset as usize).min(buf.len() - done);
+            m.data[offset as usize..offset as usize + n].copy_from_slice(&buf[done..done + n]);
+            // Writing a page code was decoded from makes that code stale.
+            let (first, last) = (
+                (offset / PAGE) as usize,
+                ((offset + n as u64 - 1) / PAGE) as usize,
+            );
+            let mut bumped = false;
+            for version in m.code[first..=last].iter_mut().filter(|v| **v != 0) {
+                *version = next_version;
+                bumped = true;
+            }
+            if bumped {
+                self.next_version = next_version;
+            }
             done += n;
         }
         Ok(())
+    }
+
+    fn code_version(&mut self, addr: u64) -> Option<u64> {
+        let next_version = self.next_version + 1;
+        let (m, offset) = self.locate(addr)?;
+        let version = &mut m.code[(offset / PAGE) as usize];
+        let fresh = *version == 0;
+        if fresh {
+            *version = next_version;
+        }
+        let version = *version;
+        if fresh {
+            self.next_version = next_version;
+        }
+        Some(version)
     }
 }
 
@@ -156,5 +229,28 @@ mod tests {
         mem.map(0x7000_0000, PAGE);
         assert_eq!(mem.find_free(PAGE, 0x7000_1000), Some(0x6fff_f000));
         assert_eq!(mem.find_free(PAGE, 0x8000_0000), Some(0x7fff_f000));
+    }
+
+    #[test]
+    fn test_user_memory_code_version_changes_on_write_and_remap_only() {
+        let mut mem = UserMemory::new();
+        mem.map(0x1000, 2 * PAGE);
+        let v1 = mem.code_version(0x1000).unwrap();
+        assert_eq!(mem.code_version(0x1fff), Some(v1), "stable while unwritten");
+        mem.write(0x2000, &[1]).unwrap();
+        assert_eq!(
+            mem.code_version(0x1000),
+            Some(v1),
+            "another page was written"
+        );
+        mem.write(0x1010, &[0x90]).unwrap();
+        let v2 = mem.code_version(0x1000).unwrap();
+        assert_ne!(v1, v2, "the code page was written");
+        mem.map(0x1000, PAGE);
+        assert_ne!(
+            mem.code_version(0x1000),
+            Some(v2),
+            "a new mapping is new code"
+        );
     }
 }

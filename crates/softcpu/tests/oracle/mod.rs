@@ -108,33 +108,58 @@ impl Native {
 /// Where the software CPU runs test code.
 const CODE_ADDR: u64 = 0x40_0000;
 
-/// Runs `code` on the software CPU from `regs`, with `data` mapped at `data_addr`.
-pub fn soft_run(code: &[u8], regs: &Regs, data_addr: u64, data: &[u8]) -> (Regs, Vec<u8>) {
-    let mut mem = FlatMemory::new();
-    mem.map(CODE_ADDR, code.to_vec());
-    mem.map(data_addr, data.to_vec());
-    let mut state = CpuState::long_mode(CODE_ADDR);
-    state.gpr = regs.gpr;
-    state.rflags = regs.rflags;
-    let mut cpu = Cpu::new(state);
-    let end = CODE_ADDR + code.len() as u64;
-    let mut steps = 0;
-    while cpu.state.rip != end {
-        cpu.step(&mut mem)
-            .unwrap_or_else(|e| panic!("{e} at {:#x}", cpu.state.rip));
-        steps += 1;
-        assert!(steps < 100_000, "runaway test code");
+/// The software side: one CPU and one memory for all cases of an instruction form, as a
+/// CPU lives on one memory (its decode cache is kept across cases, as in real use).
+pub struct Soft {
+    cpu: Cpu,
+    mem: FlatMemory,
+    end: u64,
+    data_addr: u64,
+}
+
+impl Soft {
+    /// Maps `code` and a data buffer of `data_len` bytes at `data_addr`.
+    pub fn new(code: &[u8], data_addr: u64, data_len: usize) -> Self {
+        let mut mem = FlatMemory::new();
+        mem.map(CODE_ADDR, code.to_vec());
+        mem.map(data_addr, vec![0; data_len]);
+        let end = CODE_ADDR + code.len() as u64;
+        Self {
+            cpu: Cpu::new(CpuState::long_mode(CODE_ADDR)),
+            mem,
+            end,
+            data_addr,
+        }
     }
-    let mut out = vec![0u8; data.len()];
-    mem.read(data_addr, &mut out, gasang_softcpu::Access::Read)
-        .unwrap();
-    (
-        Regs {
-            gpr: cpu.state.gpr,
-            rflags: cpu.state.rflags,
-        },
-        out,
-    )
+
+    /// Runs the code from `regs` with `data` in the buffer; returns registers and buffer.
+    pub fn run(&mut self, regs: &Regs, data: &[u8]) -> (Regs, Vec<u8>) {
+        self.mem.write(self.data_addr, data).unwrap();
+        let mut state = CpuState::long_mode(CODE_ADDR);
+        state.gpr = regs.gpr;
+        state.rflags = regs.rflags;
+        self.cpu.state = state;
+        let mut steps = 0;
+        while self.cpu.state.rip != self.end {
+            let rip = self.cpu.state.rip;
+            self.cpu
+                .step(&mut self.mem)
+                .unwrap_or_else(|e| panic!("{e} at {rip:#x}"));
+            steps += 1;
+            assert!(steps < 100_000, "runaway test code");
+        }
+        let mut out = vec![0u8; data.len()];
+        self.mem
+            .read(self.data_addr, &mut out, gasang_softcpu::Access::Read)
+            .unwrap();
+        (
+            Regs {
+                gpr: self.cpu.state.gpr,
+                rflags: self.cpu.state.rflags,
+            },
+            out,
+        )
+    }
 }
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
@@ -189,8 +214,9 @@ pub fn check(name: &str, code: &[u8], flags_defined: u64, seed: u64) {
 /// As `check`, with the defined flags depending on the input state.
 pub fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) -> u64) {
     let native = Native::new(code);
-    let mut rng = Rng(seed | 1);
     let mut data = vec![0u8; DATA_LEN];
+    let mut software = Soft::new(code, data.as_ptr() as u64, DATA_LEN);
+    let mut rng = Rng(seed | 1);
     for _ in 0..cases() {
         let mut regs = Regs::default();
         for r in &mut regs.gpr {
@@ -200,7 +226,7 @@ pub fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) ->
         data.iter_mut().for_each(|b| *b = rng.next() as u8);
         regs.gpr[6] = data.as_ptr() as u64; // RSI: the data buffer
         let start = regs;
-        let (soft, soft_data) = soft_run(code, &start, data.as_ptr() as u64, &data);
+        let (soft, soft_data) = software.run(&start, &data);
         let mut hw = start;
         native.run(&mut hw);
         let mask = defined(&start) | !Flags::ARITH & 0xfff & !0x200;
