@@ -10,12 +10,14 @@
 //! No KVM here: this crate depends on nothing but the decoder.
 
 mod cpu;
+mod cpuid;
 mod exec;
 mod flags;
 mod memory;
 mod state;
 
 pub use cpu::{Cpu, Exception, Exit};
+pub use cpuid::cpuid;
 pub use flags::Flags;
 pub use memory::{Access, FlatMemory, Memory, MemoryFault};
 pub use state::{CpuState, Gpr, Segment};

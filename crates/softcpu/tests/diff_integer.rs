@@ -457,3 +457,33 @@ fn test_soft_self_modifying_code_runs_the_new_instruction() {
         "the patched immediate was executed"
     );
 }
+
+/// CPUID reports gasang's own model, RDTSC counts up.
+#[test]
+fn test_soft_cpuid_and_rdtsc() {
+    use gasang_softcpu::{cpuid, Cpu, CpuState, FlatMemory};
+    let code = asm(|a| {
+        a.mov(eax, 1u32)?;
+        a.cpuid()?;
+        a.mov(r8d, edx)?;
+        a.rdtsc()?;
+        a.shl(rdx, 32)?;
+        a.or(rax, rdx)?;
+        a.mov(r9, rax)?;
+        a.rdtscp()?;
+        a.shl(rdx, 32)?;
+        a.or(rax, rdx)
+    });
+    let mut mem = FlatMemory::new();
+    mem.map(0x40_0000, code.clone());
+    let mut cpu = Cpu::new(CpuState::long_mode(0x40_0000));
+    while cpu.state.rip != 0x40_0000 + code.len() as u64 {
+        cpu.step(&mut mem).unwrap();
+    }
+    assert_eq!(cpu.state.gpr[8], u64::from(cpuid(1, 0)[3]), "leaf 1 EDX");
+    assert!(
+        cpu.state.gpr[0] >= cpu.state.gpr[9],
+        "the TSC does not go back"
+    );
+    assert_eq!(cpu.state.gpr[1], 0, "RDTSCP's TSC_AUX");
+}

@@ -83,6 +83,30 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
             };
             cx.write(0, swapped)?;
         }
+        Cpuid => {
+            let leaf = cx.reg(Register::EAX) as u32;
+            let sub = cx.reg(Register::ECX) as u32;
+            let [a, b, c, d] = crate::cpuid::cpuid(leaf, sub);
+            for (reg, value) in [
+                (Register::EAX, a),
+                (Register::EBX, b),
+                (Register::ECX, c),
+                (Register::EDX, d),
+            ] {
+                cx.set_reg(reg, u64::from(value));
+            }
+        }
+        Rdtsc | Rdtscp => {
+            // The host's time-stamp counter: constant-rate and monotonic on modern hosts.
+            // SAFETY: RDTSC has no preconditions on x86-64 (the host gasang runs on).
+            let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+            cx.set_reg(Register::EAX, tsc & 0xffff_ffff);
+            cx.set_reg(Register::EDX, tsc >> 32);
+            if cx.ins.mnemonic() == Rdtscp {
+                // IA32_TSC_AUX: this CPU's number, 0.
+                cx.set_reg(Register::ECX, 0);
+            }
+        }
         Clc => cx.set_flags(Flags::CF, 0),
         Stc => cx.set_flags(Flags::CF, Flags::CF),
         Cmc => cx.st.rflags ^= Flags::CF,

@@ -1,0 +1,75 @@
+//! The CPU model CPUID reports: honest, it advertises only what this CPU implements,
+//! so that software picks code paths that work here.
+
+/// The vendor string (EBX, EDX, ECX of leaf 0).
+const VENDOR: &[u8; 12] = b"GasangSoftCP";
+/// The brand string (leaves 0x8000_0002..4).
+const BRAND: &[u8; 48] = b"gasang software CPU (x86-64 interpreter)\0\0\0\0\0\0\0\0";
+
+/// Leaf 1 EDX: TSC (4), CMOV (15).
+const LEAF1_EDX: u32 = (1 << 4) | (1 << 15);
+/// Leaf 1 ECX: POPCNT (23).
+const LEAF1_ECX: u32 = 1 << 23;
+/// Leaf 0x8000_0001 EDX: SYSCALL (11), NX (20), RDTSCP (27), long mode (29).
+const EXT1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29);
+/// Leaf 0x8000_0001 ECX: LZCNT (5).
+const EXT1_ECX: u32 = 1 << 5;
+/// Family 6, model 1, stepping 0.
+const SIGNATURE: u32 = 0x0000_0610;
+
+fn words(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes
+        .chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4-byte chunks")))
+}
+
+/// EAX, EBX, ECX, EDX for CPUID `leaf` (subleaf `_sub` is not used by any leaf yet).
+pub fn cpuid(leaf: u32, _sub: u32) -> [u32; 4] {
+    let vendor: Vec<u32> = words(VENDOR).collect();
+    match leaf {
+        0 => [1, vendor[0], vendor[2], vendor[1]],
+        // CLFLUSH line size 8 x 8 bytes; one logical processor; APIC ID 0.
+        1 => [SIGNATURE, (8 << 8) | (1 << 16), LEAF1_ECX, LEAF1_EDX],
+        0x8000_0000 => [0x8000_0004, 0, 0, 0],
+        0x8000_0001 => [0, 0, EXT1_ECX, EXT1_EDX],
+        0x8000_0002..=0x8000_0004 => {
+            let at = ((leaf - 0x8000_0002) * 16) as usize;
+            let w: Vec<u32> = words(&BRAND[at..at + 16]).collect();
+            [w[0], w[1], w[2], w[3]]
+        }
+        _ => [0; 4],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_cpuid_vendor_and_max_leaf() {
+        let [max, b, c, d] = cpuid(0, 0);
+        assert_eq!(max, 1);
+        let vendor: Vec<u8> = [b, d, c].iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert_eq!(&vendor, VENDOR);
+    }
+
+    #[test]
+    fn test_cpuid_advertises_only_implemented_features() {
+        let [_, _, ecx, edx] = cpuid(1, 0);
+        assert_eq!(edx & 1, 0, "no x87 yet");
+        assert_eq!(edx & (1 << 26), 0, "no SSE2 yet");
+        assert_ne!(edx & (1 << 15), 0, "CMOV");
+        assert_ne!(ecx & (1 << 23), 0, "POPCNT");
+        let [_, _, _, ext] = cpuid(0x8000_0001, 0);
+        assert_ne!(ext & (1 << 29), 0, "long mode");
+    }
+
+    #[test]
+    fn test_cpuid_brand_string() {
+        let brand: Vec<u8> = (0x8000_0002..=0x8000_0004)
+            .flat_map(|leaf| cpuid(leaf, 0))
+            .flat_map(u32::to_le_bytes)
+            .collect();
+        assert!(brand.starts_with(b"gasang software CPU"));
+    }
+}
