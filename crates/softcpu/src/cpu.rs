@@ -86,8 +86,9 @@ impl Default for Cpu {
 }
 
 /// The registers an instruction may change before it faults: restored on an exception.
-/// (No implemented instruction writes other state before it can fault; instructions
-/// that write segment, vector or system state must keep that true or extend this.)
+/// (No implemented instruction writes other state before it can fault: SSE instructions
+/// write their XMM register after every access that can fault. Instructions that write
+/// segment, vector or system state must keep that true or extend this.)
 struct Rollback {
     gpr: [u64; 16],
     rip: u64,

@@ -38,6 +38,9 @@ pub enum Gpr {
     R15,
 }
 
+/// MXCSR at reset: all exceptions masked, round to nearest.
+pub const MXCSR_RESET: u32 = 0x1f80;
+
 /// A segment register with its cached descriptor.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Segment {
@@ -62,6 +65,10 @@ pub struct CpuState {
     pub seg: [Segment; 6],
     /// 64-bit mode (long mode with a 64-bit code segment).
     pub long_mode: bool,
+    /// XMM0..XMM15.
+    pub xmm: [u128; 16],
+    /// SSE control and status.
+    pub mxcsr: u32,
 }
 
 impl CpuState {
@@ -71,6 +78,7 @@ impl CpuState {
             rip,
             rflags: 0x2,
             long_mode: true,
+            mxcsr: MXCSR_RESET,
             ..Default::default()
         }
     }

@@ -112,7 +112,7 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
         Cmc => cx.st.rflags ^= Flags::CF,
         Cld => cx.set_flags(Flags::DF, 0),
         Std => cx.set_flags(Flags::DF, Flags::DF),
-        _ => return Err(Exception::InvalidOpcode),
+        _ => return super::sse::execute(cx),
     }
     Ok(())
 }

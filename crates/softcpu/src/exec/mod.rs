@@ -6,9 +6,10 @@ mod data;
 mod muldiv;
 mod operand;
 mod shift;
+mod sse;
 mod string;
 
-use iced_x86::{Instruction, Mnemonic};
+use iced_x86::{EncodingKind, Instruction, Mnemonic};
 
 use crate::cpu::{Exception, Exit};
 use crate::memory::Memory;
@@ -29,6 +30,10 @@ pub(crate) struct Exec<'a> {
 /// Runs `cx.ins`.
 pub(crate) fn execute(cx: &mut Exec<'_>) -> Result<Option<Exit>, Exception> {
     use Mnemonic::*;
+    // VEX, EVEX, XOP and 3DNow! instructions are neither implemented nor advertised.
+    if cx.ins.encoding() != EncodingKind::Legacy {
+        return Err(Exception::InvalidOpcode);
+    }
     match cx.ins.mnemonic() {
         Nop | Endbr64 | Pause | Lfence | Sfence | Mfence | Prefetchnta | Prefetcht0
         | Prefetcht1 | Prefetcht2 | Prefetchw => {}

@@ -15,6 +15,21 @@ pub struct Regs {
     pub gpr: [u64; 16],
     /// RFLAGS.
     pub rflags: u64,
+    /// XMM0..XMM15, each as (low, high) 64-bit halves.
+    pub xmm: [[u64; 2]; 16],
+}
+
+/// Offset of `xmm` in [`Regs`].
+const XMM_OFFSET: i32 = 136;
+
+const XMMS: [AsmRegisterXmm; 16] = [
+    xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14,
+    xmm15,
+];
+
+/// Converts the harness's XMM layout to the CPU's.
+pub fn xmm_u128(x: &[[u64; 2]; 16]) -> [u128; 16] {
+    x.map(|[lo, hi]| u128::from(lo) | (u128::from(hi) << 64))
 }
 
 /// Memory a test case may address through RSI: 256 bytes.
@@ -43,6 +58,10 @@ fn thunk(code: &[u8]) -> Vec<u8> {
     for r in [rbx, rbp, r12, r13, r14, r15, rdi] {
         a.push(r).unwrap();
     }
+    for (i, x) in XMMS.iter().enumerate() {
+        a.movdqu(*x, xmmword_ptr(rdi + XMM_OFFSET + 16 * i as i32))
+            .unwrap();
+    }
     a.push(qword_ptr(rdi + 128)).unwrap();
     a.popfq().unwrap();
     for (i, r) in GPRS.iter().enumerate() {
@@ -64,6 +83,10 @@ fn thunk(code: &[u8]) -> Vec<u8> {
     a.mov(qword_ptr(rax), rcx).unwrap();
     a.pop(rcx).unwrap();
     a.mov(qword_ptr(rax + 128), rcx).unwrap();
+    for (i, x) in XMMS.iter().enumerate() {
+        a.movdqu(xmmword_ptr(rax + XMM_OFFSET + 16 * i as i32), *x)
+            .unwrap();
+    }
     a.cld().unwrap();
     for r in [rdi, r15, r14, r13, r12, rbp, rbx] {
         a.pop(r).unwrap();
@@ -138,6 +161,7 @@ impl Soft {
         let mut state = CpuState::long_mode(CODE_ADDR);
         state.gpr = regs.gpr;
         state.rflags = regs.rflags;
+        state.xmm = xmm_u128(&regs.xmm);
         self.cpu.state = state;
         let mut steps = 0;
         while self.cpu.state.rip != self.end {
@@ -152,13 +176,13 @@ impl Soft {
         self.mem
             .read(self.data_addr, &mut out, gasang_softcpu::Access::Read)
             .unwrap();
-        (
-            Regs {
-                gpr: self.cpu.state.gpr,
-                rflags: self.cpu.state.rflags,
-            },
-            out,
-        )
+        let xmm = self.cpu.state.xmm.map(|x| [x as u64, (x >> 64) as u64]);
+        let regs = Regs {
+            gpr: self.cpu.state.gpr,
+            rflags: self.cpu.state.rflags,
+            xmm,
+        };
+        (regs, out)
     }
 }
 
@@ -223,6 +247,9 @@ pub fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) ->
             *r = rng.value();
         }
         regs.rflags = 0x202 | (rng.next() & Flags::ARITH);
+        for x in &mut regs.xmm {
+            *x = [rng.value(), rng.value()];
+        }
         data.iter_mut().for_each(|b| *b = rng.next() as u8);
         regs.gpr[6] = data.as_ptr() as u64; // RSI: the data buffer
         let start = regs;
@@ -232,6 +259,7 @@ pub fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) ->
         let mask = defined(&start) | !Flags::ARITH & 0xfff & !0x200;
         let diff = format!("{name} from {start:x?}:\n  native {hw:x?}\n  soft   {soft:x?}");
         assert_eq!(hw.gpr, soft.gpr, "registers differ: {diff}");
+        assert_eq!(hw.xmm, soft.xmm, "XMM registers differ: {diff}");
         assert_eq!(
             hw.rflags & mask,
             soft.rflags & mask,
