@@ -88,8 +88,8 @@ fn test_user_run_memory_calls_match_native() {
 }
 
 #[test]
-fn test_user_run_unimplemented_instruction_is_sigill() {
-    let exe = program("sse");
+fn test_user_run_unadvertised_instruction_is_sigill() {
+    let exe = program("avx");
     let out = gasang().arg("user-run").arg(&exe).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
     assert_one_line_error(
