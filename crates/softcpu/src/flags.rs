@@ -51,7 +51,8 @@ pub fn sign_extend(value: u64, bits: u32) -> u64 {
     }
 }
 
-fn bit(set: bool, flag: u64) -> u64 {
+/// `flag` if `set`, else 0.
+pub(crate) fn bit(set: bool, flag: u64) -> u64 {
     if set {
         flag
     } else {

@@ -4,15 +4,7 @@ use iced_x86::{Mnemonic, OpKind, Register};
 
 use super::Exec;
 use crate::cpu::Exception;
-use crate::flags::{self, mask, sign_extend, Flags};
-
-fn bit(set: bool, flag: u64) -> u64 {
-    if set {
-        flag
-    } else {
-        0
-    }
-}
+use crate::flags::{self, bit, mask, sign_extend, Flags};
 
 /// MOV family, LEA, XCHG, CMPXCHG, XADD, sign extensions, bit ops, flag ops.
 pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
@@ -120,12 +112,7 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
 /// CMPXCHG r/m, r: compare the accumulator with r/m; equal -> store r, else load it.
 fn cmpxchg(cx: &mut Exec<'_>) -> Result<(), Exception> {
     let bits = cx.bits(0);
-    let acc = match bits {
-        8 => Register::AL,
-        16 => Register::AX,
-        32 => Register::EAX,
-        _ => Register::RAX,
-    };
+    let acc = super::operand::accumulator(bits);
     let (dest, expected) = (cx.read(0)?, cx.reg(acc));
     let (_, f) = flags::sub(expected, dest, false, bits);
     cx.set_flags(Flags::ARITH, f);

@@ -8,12 +8,13 @@ use crate::flags::{mask, sign_extend, szp, Flags};
 
 /// The accumulator halves for a one-operand MUL/DIV of `bits`: (low, high).
 fn accumulator(bits: u32) -> (Register, Register) {
-    match bits {
-        8 => (Register::AL, Register::AH),
-        16 => (Register::AX, Register::DX),
-        32 => (Register::EAX, Register::EDX),
-        _ => (Register::RAX, Register::RDX),
-    }
+    let high = match bits {
+        8 => Register::AH,
+        16 => Register::DX,
+        32 => Register::EDX,
+        _ => Register::RDX,
+    };
+    (super::operand::accumulator(bits), high)
 }
 
 /// MUL, IMUL, DIV, IDIV.

@@ -15,6 +15,16 @@ fn is_high_byte(reg: Register) -> bool {
     )
 }
 
+/// The accumulator of a `bits`-wide operation: AL, AX, EAX or RAX.
+pub fn accumulator(bits: u32) -> Register {
+    match bits {
+        8 => Register::AL,
+        16 => Register::AX,
+        32 => Register::EAX,
+        _ => Register::RAX,
+    }
+}
+
 /// Bytes in an integer access of `bits`; anything else is not implemented (#UD).
 fn integer_width(bits: u32) -> Result<usize, Exception> {
     match bits {

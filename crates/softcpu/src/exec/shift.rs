@@ -4,7 +4,7 @@ use iced_x86::Mnemonic;
 
 use super::Exec;
 use crate::cpu::Exception;
-use crate::flags::{mask, sign, sign_extend, szp, Flags};
+use crate::flags::{bit, mask, sign, sign_extend, szp, Flags};
 
 /// The masked shift count: 5 bits, 6 for 64-bit operands.
 fn count(cx: &mut Exec<'_>, bits: u32) -> Result<u32, Exception> {
@@ -14,14 +14,6 @@ fn count(cx: &mut Exec<'_>, bits: u32) -> Result<u32, Exception> {
         1
     };
     Ok((raw & if bits == 64 { 0x3f } else { 0x1f }) as u32)
-}
-
-fn bit(set: bool, flag: u64) -> u64 {
-    if set {
-        flag
-    } else {
-        0
-    }
 }
 
 /// Shifts and rotates by 1, CL or an immediate. A zero count changes no flags, but the

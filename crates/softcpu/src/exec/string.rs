@@ -6,6 +6,7 @@
 
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
+use super::operand::accumulator;
 use super::Exec;
 use crate::cpu::Exception;
 use crate::flags::{self, mask, Flags};
@@ -13,16 +14,6 @@ use crate::state::Gpr;
 
 /// Iterations of a REP done per step.
 const BATCH: u64 = 4096;
-
-/// The accumulator of a `bits`-wide string operation.
-fn accumulator(bits: u32) -> Register {
-    match bits {
-        8 => Register::AL,
-        16 => Register::AX,
-        32 => Register::EAX,
-        _ => Register::RAX,
-    }
-}
 
 /// Address-size view of RSI, RDI and RCX: 32-bit with a 0x67 prefix.
 struct Pointers {
