@@ -153,7 +153,7 @@ impl ConsoleInput {
 impl MutEventSubscriber for ConsoleInput {
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         let mut buf = [0u8; 1024];
-        let n = match std::io::stdin().lock().read_some(&mut buf) {
+        let n = match read_stdin(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return,
             Err(_) => 0,
@@ -178,17 +178,18 @@ impl MutEventSubscriber for ConsoleInput {
     }
 }
 
-/// One read(2) of whatever is available.
-trait ReadSome {
-    fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
-}
-
-impl ReadSome for std::io::StdinLock<'_> {
-    fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // SAFETY: `buf` is valid for `buf.len()` bytes; stdin's fd is open.
-        let n = unsafe { libc::read(self.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
-    }
+/// One read(2) of whatever stdin has. Not std's `Stdin`: it buffers, and epoll would not
+/// see input already sitting in that buffer.
+fn read_stdin(buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes; stdin's fd is open.
+    let n = unsafe {
+        libc::read(
+            std::io::stdin().as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
 }
 
 #[cfg(test)]

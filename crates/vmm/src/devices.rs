@@ -59,6 +59,12 @@ pub fn attach(
     Ok(LegacyDevices { serial })
 }
 
+/// An ISA device of the device map, as ACPI describes it.
+fn isa(base: u16, len: u16, irq: Option<u8>) -> IsaPort {
+    let len = u8::try_from(len).expect("legacy devices span a few ports");
+    IsaPort { base, len, irq }
+}
+
 /// The ACPI description of gasang's machine: its CPUs and the devices above.
 pub fn acpi_machine(topology: CpuTopology) -> AcpiMachine {
     let pm = |offset: u16| ACPI_PM_PORT + offset;
@@ -75,20 +81,8 @@ pub fn acpi_machine(topology: CpuTopology) -> AcpiMachine {
             sci_irq: SCI_IRQ,
             power_button_gpe: acpi_pm::POWER_BUTTON_GPE,
         },
-        serial: vec![IsaPort {
-            base: SERIAL_PORT,
-            len: 8,
-            irq: Some(SERIAL_IRQ),
-        }],
-        rtc: IsaPort {
-            base: CMOS_PORT,
-            len: 2,
-            irq: None,
-        },
-        pvpanic: IsaPort {
-            base: PVPANIC_PORT,
-            len: 1,
-            irq: None,
-        },
+        serial: vec![isa(SERIAL_PORT, SERIAL_LEN, Some(SERIAL_IRQ))],
+        rtc: isa(CMOS_PORT, CMOS_LEN, None),
+        pvpanic: isa(PVPANIC_PORT, PVPANIC_LEN, None),
     }
 }
