@@ -22,6 +22,9 @@ pub enum Exception {
     /// #GP with its error code.
     #[error("#GP general protection ({0:#x})")]
     GeneralProtection(u32),
+    /// #XM: an SIMD floating-point exception the guest left unmasked in MXCSR.
+    #[error("#XM SIMD floating-point exception")]
+    SimdFloatingPoint,
     /// #PF at `addr`, with the page-fault error code.
     #[error("#PF page fault at {addr:#x} (error {error_code:#x})")]
     PageFault {

@@ -117,7 +117,7 @@ pub fn run(program: &Path, args: &[Vec<u8>], env: &[Vec<u8>]) -> Result<i32, Use
 
 fn killed(exception: Exception, cpu: &Cpu) -> UserError {
     let (signal, number) = match exception {
-        Exception::DivideError => ("SIGFPE", libc::SIGFPE),
+        Exception::DivideError | Exception::SimdFloatingPoint => ("SIGFPE", libc::SIGFPE),
         Exception::InvalidOpcode => ("SIGILL", libc::SIGILL),
         _ => ("SIGSEGV", libc::SIGSEGV),
     };

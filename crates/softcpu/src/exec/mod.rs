@@ -7,6 +7,7 @@ mod muldiv;
 mod operand;
 mod shift;
 mod sse;
+mod sse_float;
 mod string;
 
 use iced_x86::{EncodingKind, Instruction, Mnemonic};

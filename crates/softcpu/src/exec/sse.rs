@@ -62,7 +62,7 @@ impl Exec<'_> {
 
     /// Operand `i` as a 128-bit value: an XMM register, or memory of the operand's size
     /// (zero-extended). `aligned` demands a 16-byte-aligned address (#GP otherwise).
-    fn xmm_read(&mut self, i: u32, aligned: bool) -> Result<u128, Exception> {
+    pub(super) fn xmm_value(&mut self, i: u32, aligned: bool) -> Result<u128, Exception> {
         match self.ins.op_kind(i) {
             OpKind::Register if self.ins.op_register(i).is_xmm() => {
                 Ok(self.st.xmm[self.xmm_index(self.ins.op_register(i))?])
@@ -85,7 +85,12 @@ impl Exec<'_> {
 
     /// Writes operand `i`: an XMM register (all 128 bits), a general register, or memory
     /// of the operand's size.
-    fn xmm_write(&mut self, i: u32, value: u128, aligned: bool) -> Result<(), Exception> {
+    pub(super) fn xmm_store(
+        &mut self,
+        i: u32,
+        value: u128,
+        aligned: bool,
+    ) -> Result<(), Exception> {
         match self.ins.op_kind(i) {
             OpKind::Register if self.ins.op_register(i).is_xmm() => {
                 let index = self.xmm_index(self.ins.op_register(i))?;
@@ -112,21 +117,21 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
     let m = cx.ins.mnemonic();
     match m {
         Movdqa | Movaps | Movapd | Movntdq | Movntps | Movntpd => {
-            let v = cx.xmm_read(1, true)?;
-            cx.xmm_write(0, v, true)
+            let v = cx.xmm_value(1, true)?;
+            cx.xmm_store(0, v, true)
         }
         Movdqu | Movups | Movupd | Lddqu => {
-            let v = cx.xmm_read(1, false)?;
-            cx.xmm_write(0, v, false)
+            let v = cx.xmm_value(1, false)?;
+            cx.xmm_store(0, v, false)
         }
         // To an XMM register: zero-extended; to a register or memory: the low part.
         Movd | Movq => {
-            let v = cx.xmm_read(1, false)?;
+            let v = cx.xmm_value(1, false)?;
             let bits = if m == Movd { 32 } else { 64 };
-            cx.xmm_write(0, v & ((1u128 << bits) - 1), false)
+            cx.xmm_store(0, v & ((1u128 << bits) - 1), false)
         }
         Pmovmskb | Movmskps | Movmskpd => {
-            let v = cx.xmm_read(1, false)?;
+            let v = cx.xmm_value(1, false)?;
             let bits = match m {
                 Pmovmskb => 8,
                 Movmskps => 32,
@@ -136,17 +141,20 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
                 (0..128 / bits).fold(0u64, |acc, i| acc | ((lane(v, bits, i) >> (bits - 1)) << i));
             cx.write(0, mask)
         }
-        _ => binary(cx, m),
+        _ => match super::sse_float::execute(cx, m) {
+            Some(result) => result,
+            None => binary(cx, m),
+        },
     }
 }
 
 /// Two-operand (and immediate) vector operations: `dst = f(dst, src)`.
 fn binary(cx: &mut Exec<'_>, m: Mnemonic) -> Result<(), Exception> {
     use Mnemonic::*;
-    let a = cx.xmm_read(0, false)?;
+    let a = cx.xmm_value(0, false)?;
     // Legacy SSE 128-bit memory operands must be 16-byte aligned.
     let aligned = cx.ins.op_kind(1) == OpKind::Memory && cx.ins.memory_size().size() == 16;
-    let b = cx.xmm_read(1, aligned)?;
+    let b = cx.xmm_value(1, aligned)?;
     let imm = if cx.ins.op_count() > 2 {
         cx.ins.immediate(2) as u32
     } else {
@@ -239,7 +247,7 @@ fn binary(cx: &mut Exec<'_>, m: Mnemonic) -> Result<(), Exception> {
         Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad => shift(m, a, b),
         _ => return Err(Exception::InvalidOpcode),
     };
-    cx.xmm_write(0, r, false)
+    cx.xmm_store(0, r, false)
 }
 
 fn add_sub(m: Mnemonic, a: u128, b: u128) -> u128 {

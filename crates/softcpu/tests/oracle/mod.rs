@@ -17,7 +17,12 @@ pub struct Regs {
     pub rflags: u64,
     /// XMM0..XMM15, each as (low, high) 64-bit halves.
     pub xmm: [[u64; 2]; 16],
+    /// MXCSR (kept in a u64 slot; exceptions are always masked in tests).
+    pub mxcsr: u64,
 }
+
+/// Offset of `mxcsr` in [`Regs`].
+const MXCSR_OFFSET: i32 = XMM_OFFSET + 16 * 16;
 
 /// Offset of `xmm` in [`Regs`].
 const XMM_OFFSET: i32 = 136;
@@ -62,6 +67,7 @@ fn thunk(code: &[u8]) -> Vec<u8> {
         a.movdqu(*x, xmmword_ptr(rdi + XMM_OFFSET + 16 * i as i32))
             .unwrap();
     }
+    a.ldmxcsr(dword_ptr(rdi + MXCSR_OFFSET)).unwrap();
     a.push(qword_ptr(rdi + 128)).unwrap();
     a.popfq().unwrap();
     for (i, r) in GPRS.iter().enumerate() {
@@ -87,6 +93,11 @@ fn thunk(code: &[u8]) -> Vec<u8> {
         a.movdqu(xmmword_ptr(rax + XMM_OFFSET + 16 * i as i32), *x)
             .unwrap();
     }
+    a.stmxcsr(dword_ptr(rax + MXCSR_OFFSET)).unwrap();
+    // Back to the default control (the rest of the test process expects it).
+    a.push(0x1f80).unwrap();
+    a.ldmxcsr(dword_ptr(rsp)).unwrap();
+    a.pop(rcx).unwrap();
     a.cld().unwrap();
     for r in [rdi, r15, r14, r13, r12, rbp, rbx] {
         a.pop(r).unwrap();
@@ -162,6 +173,7 @@ impl Soft {
         state.gpr = regs.gpr;
         state.rflags = regs.rflags;
         state.xmm = xmm_u128(&regs.xmm);
+        state.mxcsr = regs.mxcsr as u32;
         self.cpu.state = state;
         let mut steps = 0;
         while self.cpu.state.rip != self.end {
@@ -181,6 +193,7 @@ impl Soft {
             gpr: self.cpu.state.gpr,
             rflags: self.cpu.state.rflags,
             xmm,
+            mxcsr: u64::from(self.cpu.state.mxcsr),
         };
         (regs, out)
     }
@@ -250,6 +263,8 @@ pub fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) ->
         for x in &mut regs.xmm {
             *x = [rng.value(), rng.value()];
         }
+        // All exceptions masked; random rounding mode, DAZ, FTZ and sticky flags.
+        regs.mxcsr = 0x1f80 | (rng.next() & 0xe07f);
         data.iter_mut().for_each(|b| *b = rng.next() as u8);
         regs.gpr[6] = data.as_ptr() as u64; // RSI: the data buffer
         let start = regs;
@@ -260,6 +275,7 @@ pub fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) ->
         let diff = format!("{name} from {start:x?}:\n  native {hw:x?}\n  soft   {soft:x?}");
         assert_eq!(hw.gpr, soft.gpr, "registers differ: {diff}");
         assert_eq!(hw.xmm, soft.xmm, "XMM registers differ: {diff}");
+        assert_eq!(hw.mxcsr, soft.mxcsr, "MXCSR differs: {diff}");
         assert_eq!(
             hw.rflags & mask,
             soft.rflags & mask,
