@@ -4,7 +4,12 @@
 static u64 state = 88172645463325252ull;
 static u64 next(void) { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return state; }
 
-static u32 data[1024];
+/* The sort's size: small for the tests, larger for the benchmark (-DSORT_N=4096). */
+#ifndef SORT_N
+#define SORT_N 1024
+#endif
+
+static u32 data[SORT_N];
 static u8 bytes[1 << 16];
 
 static u64 fnv1a(const u8 *p, u64 n) {
@@ -25,11 +30,11 @@ int main(int argc, char **argv) {
     (void)argc; (void)argv;
     for (u64 i = 0; i < sizeof bytes; i++) bytes[i] = (u8)next();
     out("fnv1a: "); out_hex(fnv1a(bytes, sizeof bytes)); out("\n");
-    for (int i = 0; i < 1024; i++) data[i] = (u32)next();
-    insertion_sort(data, 1024);
+    for (int i = 0; i < SORT_N; i++) data[i] = (u32)next();
+    insertion_sort(data, SORT_N);
     u64 sorted = 1, sum = 0;
-    for (int i = 1; i < 1024; i++) if (data[i - 1] > data[i]) sorted = 0;
-    for (int i = 0; i < 1024; i++) sum += data[i] % 1000003u;
+    for (int i = 1; i < SORT_N; i++) if (data[i - 1] > data[i]) sorted = 0;
+    for (int i = 0; i < SORT_N; i++) sum += data[i] % 1000003u;
     out("sorted: "); out_u64(sorted); out("\nsum: "); out_u64(sum); out("\n");
     i64 acc = 0;
     for (i64 i = 1; i < 20000; i++) acc += (i * 7919) / (i % 97 + 1) - (acc >> 3) + __builtin_popcountll((u64)i);

@@ -95,13 +95,21 @@ pub fn run(program: &Path, args: &[Vec<u8>], env: &[Vec<u8>]) -> Result<i32, Use
     let mut cpu = Cpu::new(CpuState::long_mode(exe.entry));
     cpu.state.set_reg(Gpr::Rsp, rsp);
     let mut kernel = Kernel::new(mem, heap);
+    let stats = std::env::var_os("GASANG_USER_STATS").is_some();
+    let mut executed: u64 = 0;
     loop {
+        executed += 1;
         match cpu.step(&mut kernel.mem) {
             Ok(None) => {}
             Ok(Some(Exit::Syscall)) => {
                 let next = cpu.state.rip;
                 match kernel.syscall(&mut cpu.state) {
-                    Outcome::Exit(status) => return Ok(status),
+                    Outcome::Exit(status) => {
+                        if stats {
+                            eprintln!("user-run: {executed} instructions executed");
+                        }
+                        return Ok(status);
+                    }
                     Outcome::Return(value) => cpu.state.set_reg(Gpr::Rax, value as u64),
                 }
                 // SYSCALL leaves the return address in RCX and RFLAGS in R11.
