@@ -8,25 +8,7 @@
 mod oracle;
 
 use iced_x86::code_asm::*;
-use oracle::{asm, check, ALL};
-
-/// Emits one instruction.
-type Emit = fn(&mut CodeAssembler) -> Result<(), IcedError>;
-
-/// Aligns RSI to 16 bytes inside the buffer, then runs `op`.
-fn aligned(op: Emit) -> Vec<u8> {
-    asm(|a| {
-        a.add(rsi, 0x40)?;
-        a.and(rsi, -16)?;
-        op(a)
-    })
-}
-
-fn run_all(cases: &[(&str, Emit)], seed: u64) {
-    for (i, (name, op)) in cases.iter().enumerate() {
-        check(name, &aligned(*op), ALL, seed + i as u64);
-    }
-}
+use oracle::{asm, run_all};
 
 #[test]
 fn test_diff_sse_float_arithmetic() {

@@ -6,10 +6,7 @@
 mod oracle;
 
 use iced_x86::code_asm::*;
-use oracle::{asm, check, ALL};
-
-/// Emits one string instruction.
-type Emit = fn(&mut CodeAssembler) -> Result<(), IcedError>;
+use oracle::{asm, check, Emit, ALL};
 
 /// String instructions walk the data buffer: RSI is the buffer, RDI points into it, RCX
 /// is a small count, DF random (cleared again before the thunk returns).

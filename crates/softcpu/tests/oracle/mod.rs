@@ -295,3 +295,22 @@ pub fn asm(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u
 pub const ALL: u64 = Flags::ARITH;
 /// Every arithmetic flag but AF (undefined after logic ops and shifts).
 pub const NO_AF: u64 = Flags::ARITH & !Flags::AF;
+
+/// Emits one instruction.
+pub type Emit = fn(&mut CodeAssembler) -> Result<(), IcedError>;
+
+/// Aligns RSI to 16 bytes inside the buffer, then runs `op` (SSE's aligned forms).
+pub fn aligned(op: Emit) -> Vec<u8> {
+    asm(|a| {
+        a.add(rsi, 0x40)?;
+        a.and(rsi, -16)?;
+        op(a)
+    })
+}
+
+/// Checks each `(name, op)` with every arithmetic flag compared, from seeds `seed..`.
+pub fn run_all(cases: &[(&str, Emit)], seed: u64) {
+    for (i, (name, op)) in cases.iter().enumerate() {
+        check(name, &aligned(*op), ALL, seed + i as u64);
+    }
+}
