@@ -16,31 +16,7 @@ use std::time::Instant;
 
 /// guests/user-tests/compute.c with a 4096-element sort.
 fn program() -> PathBuf {
-    let root = common::root();
-    let out = root.join("target/user-tests/compute-bench");
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let status = Command::new("cc")
-        .args([
-            "-O2",
-            "-static",
-            "-nostdlib",
-            "-ffreestanding",
-            "-mgeneral-regs-only",
-        ])
-        .args([
-            "-fno-stack-protector",
-            "-fno-pie",
-            "-no-pie",
-            "-DSORT_N=4096",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(root.join("guests/user-tests/compute.c"))
-        .arg("-lgcc")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    out
+    common::user_program("compute", "compute-bench", &["-DSORT_N=4096"])
 }
 
 fn seconds(mut cmd: Command) -> f64 {

@@ -8,36 +8,11 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{assert_one_line_error, gasang, root};
+use common::{assert_one_line_error, gasang};
 
 /// Builds guests/user-tests/NAME.c into target/user-tests/NAME.
 fn program(name: &str) -> PathBuf {
-    let src = root().join("guests/user-tests").join(format!("{name}.c"));
-    let dir = root().join("target/user-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(name);
-    let status = Command::new("cc")
-        .args([
-            "-O2",
-            "-static",
-            "-nostdlib",
-            "-ffreestanding",
-            "-mgeneral-regs-only",
-        ])
-        .args([
-            "-fno-stack-protector",
-            "-fno-pie",
-            "-no-pie",
-            "-fno-asynchronous-unwind-tables",
-        ])
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .arg("-lgcc")
-        .status()
-        .expect("gcc is needed to build the user-run test programs");
-    assert!(status.success(), "cannot build {}", src.display());
-    out
+    common::user_program(name, name, &[])
 }
 
 /// Runs `name` natively and under user-run with `args`; both must agree.

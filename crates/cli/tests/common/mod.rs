@@ -135,3 +135,36 @@ pub fn read_until(from: &mut impl Read, marker: &str, times: usize) -> String {
     }
     seen
 }
+
+/// Builds the freestanding program guests/user-tests/`source`.c with the host's gcc into
+/// target/user-tests/`out` (no libc, no SSE: see guests/user-tests/README.md), with
+/// extra `flags` such as `-DSORT_N=4096`.
+pub fn user_program(source: &str, out: &str, flags: &[&str]) -> PathBuf {
+    let src = root().join("guests/user-tests").join(format!("{source}.c"));
+    let dir = root().join("target/user-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(out);
+    let status = Command::new("cc")
+        .args([
+            "-O2",
+            "-static",
+            "-nostdlib",
+            "-ffreestanding",
+            "-mgeneral-regs-only",
+        ])
+        .args([
+            "-fno-stack-protector",
+            "-fno-pie",
+            "-no-pie",
+            "-fno-asynchronous-unwind-tables",
+        ])
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .arg("-lgcc")
+        .status()
+        .expect("gcc is needed to build the user-run test programs");
+    assert!(status.success(), "cannot build {}", src.display());
+    out
+}
