@@ -29,17 +29,16 @@ fn from_m128(v: __m128i) -> u128 {
     unsafe { core::mem::transmute::<__m128i, u128>(v) }
 }
 
-/// `dst = op(dst, src)` on the host under `controls` (a full MXCSR with exceptions
-/// masked); returns the result and the MXCSR after it (for its flags).
-macro_rules! host {
-    ($template:expr, $a:expr, $b:expr, $controls:expr) => {{
-        let mut a = to_m128($a);
-        let b = to_m128($b);
+/// Runs `$template` (one SSE instruction on `$operands`) on the host under `$controls`
+/// (a full MXCSR with every exception masked); evaluates to the MXCSR after it, whose
+/// flags are the exceptions the instruction raised. The host's own MXCSR is restored.
+macro_rules! under_mxcsr {
+    ($controls:expr, $template:expr, $($operands:tt)*) => {{
         let mut csr: u32 = $controls;
         let mut saved: u32 = 0;
-        // SAFETY: the template is one SSE instruction on the two XMM operands; the
-        // host's MXCSR is saved before and restored after, and every exception is
-        // masked while it runs, so nothing traps. `csr` and `saved` are valid u32s.
+        // SAFETY: the template is one SSE instruction on the given registers; the host's
+        // MXCSR is saved before and restored after, and every exception is masked while
+        // it runs, so nothing traps. `csr` and `saved` are valid, writable u32s.
         unsafe {
             asm!(
                 "stmxcsr [{saved}]",
@@ -47,13 +46,27 @@ macro_rules! host {
                 $template,
                 "stmxcsr [{csr}]",
                 "ldmxcsr [{saved}]",
-                a = inout(xmm_reg) a,
-                b = in(xmm_reg) b,
                 csr = in(reg) &mut csr,
                 saved = in(reg) &mut saved,
-                options(nostack),
+                $($operands)*
             );
         }
+        csr
+    }};
+}
+
+/// `dst = op(dst, src)` on the host; returns the result and the MXCSR after it.
+macro_rules! host {
+    ($template:expr, $a:expr, $b:expr, $controls:expr) => {{
+        let mut a = to_m128($a);
+        let b = to_m128($b);
+        let csr = under_mxcsr!(
+            $controls,
+            $template,
+            a = inout(xmm_reg) a,
+            b = in(xmm_reg) b,
+            options(nostack),
+        );
         (from_m128(a), csr)
     }};
 }
@@ -163,98 +176,60 @@ fn compare_flags(cx: &mut Exec<'_>, m: Mnemonic) -> Result<(), Exception> {
         cx.xmm_value(1, false)?,
         cx.controls(),
     );
-    let (flags, csr) = {
-        let a = to_m128(a);
-        let b = to_m128(b);
-        let mut csr: u32 = c;
-        let mut saved: u32 = 0;
-        let rflags: u64;
-        macro_rules! cmp {
-            ($insn:literal) => {
-                // SAFETY: one SSE compare of two XMM registers with the host MXCSR saved
-                // and restored and all exceptions masked; PUSHFQ/POP use the stack
-                // (no `nostack`) and leave it balanced.
-                unsafe {
-                    asm!(
-                        "stmxcsr [{saved}]",
-                        "ldmxcsr [{csr}]",
-                        concat!($insn, " {a}, {b}"),
-                        "pushfq",
-                        "pop {f}",
-                        "stmxcsr [{csr}]",
-                        "ldmxcsr [{saved}]",
-                        a = in(xmm_reg) a,
-                        b = in(xmm_reg) b,
-                        csr = in(reg) &mut csr,
-                        saved = in(reg) &mut saved,
-                        f = out(reg) rflags,
-                    )
-                }
-            };
-        }
-        match m {
-            Comiss => cmp!("comiss"),
-            Ucomiss => cmp!("ucomiss"),
-            Comisd => cmp!("comisd"),
-            _ => cmp!("ucomisd"),
-        }
-        (rflags, csr)
+    let (a, b) = (to_m128(a), to_m128(b));
+    let rflags: u64;
+    // PUSHFQ/POP use the stack (so no `nostack`) and leave it balanced.
+    macro_rules! compare_into_rflags {
+        ($insn:literal) => {
+            under_mxcsr!(
+                c,
+                concat!($insn, " {a}, {b}\npushfq\npop {f}"),
+                a = in(xmm_reg) a,
+                b = in(xmm_reg) b,
+                f = out(reg) rflags,
+            )
+        };
+    }
+    let csr = match m {
+        Comiss => compare_into_rflags!("comiss"),
+        Ucomiss => compare_into_rflags!("ucomiss"),
+        Comisd => compare_into_rflags!("comisd"),
+        _ => compare_into_rflags!("ucomisd"),
     };
     cx.raise(csr)?;
-    let zpc = flags & (Flags::ZF | Flags::PF | Flags::CF);
-    cx.set_flags(Flags::ARITH, zpc);
+    cx.set_flags(Flags::ARITH, rflags & (Flags::ZF | Flags::PF | Flags::CF));
     Ok(())
 }
 
 /// `op(dst, integer register)` on the host, as `host!` but with a general register.
 macro_rules! host_from_int {
-    ($template:literal, $a:expr, $r:expr, $controls:expr) => {{
+    ($template:expr, $a:expr, $r:expr, $controls:expr) => {{
         let mut a = to_m128($a);
         let r: u64 = $r;
-        let mut csr: u32 = $controls;
-        let mut saved: u32 = 0;
-        // SAFETY: as in `host!`: one SSE conversion, MXCSR saved and restored, all
-        // exceptions masked.
-        unsafe {
-            asm!(
-                "stmxcsr [{saved}]",
-                "ldmxcsr [{csr}]",
-                $template,
-                "stmxcsr [{csr}]",
-                "ldmxcsr [{saved}]",
-                a = inout(xmm_reg) a,
-                r = in(reg) r,
-                csr = in(reg) &mut csr,
-                saved = in(reg) &mut saved,
-                options(nostack),
-            );
-        }
+        let csr = under_mxcsr!(
+            $controls,
+            $template,
+            a = inout(xmm_reg) a,
+            r = in(reg) r,
+            options(nostack),
+        );
         (from_m128(a), csr)
     }};
 }
 
-/// `integer register = op(xmm)` on the host.
+/// `integer register = op(xmm)` on the host. The result is a plain `out`, not `lateout`:
+/// the pointers to `csr` and `saved` are still used after the instruction writes it.
 macro_rules! host_to_int {
-    ($template:literal, $b:expr, $controls:expr) => {{
+    ($template:expr, $b:expr, $controls:expr) => {{
         let b = to_m128($b);
         let r: u64;
-        let mut csr: u32 = $controls;
-        let mut saved: u32 = 0;
-        // SAFETY: as in `host!`.
-        unsafe {
-            asm!(
-                "stmxcsr [{saved}]",
-                "ldmxcsr [{csr}]",
-                $template,
-                "stmxcsr [{csr}]",
-                "ldmxcsr [{saved}]",
-                r = out(reg) r,
-                b = in(xmm_reg) b,
-                csr = in(reg) &mut csr,
-                saved = in(reg) &mut saved,
-                options(nostack),
-            );
-        }
+        let csr = under_mxcsr!(
+            $controls,
+            $template,
+            r = out(reg) r,
+            b = in(xmm_reg) b,
+            options(nostack),
+        );
         (r, csr)
     }};
 }
