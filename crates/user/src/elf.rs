@@ -71,6 +71,43 @@ const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
 const EM_X86_64: u16 = 62;
 
+/// Reads the program header at file offset `ph` into `exe`: a loadable segment, or the
+/// program-header address; an interpreter means the program is dynamically linked.
+fn read_program_header(file: &[u8], ph: usize, exe: &mut Executable) -> Result<(), ElfError> {
+    let kind = u32_at(file, ph)?;
+    let (offset, vaddr) = (u64_at(file, ph + 8)?, u64_at(file, ph + 16)?);
+    let (file_size, mem_size) = (u64_at(file, ph + 32)?, u64_at(file, ph + 40)?);
+    match kind {
+        PT_LOAD => {
+            let end = offset
+                .checked_add(file_size)
+                .ok_or(ElfError::Corrupt("segment"))?;
+            if end > file.len() as u64 || file_size > mem_size {
+                return Err(ElfError::Corrupt("segment outside the file"));
+            }
+            exe.segments.push(Segment {
+                vaddr,
+                mem_size,
+                offset,
+                file_size,
+            });
+        }
+        PT_INTERP => {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX);
+            let name = file
+                .get(start..start.saturating_add(file_size as usize))
+                .unwrap_or(b"?");
+            let name = String::from_utf8_lossy(name)
+                .trim_end_matches('\0')
+                .to_string();
+            return Err(ElfError::Dynamic(name));
+        }
+        PT_PHDR => exe.phdr = vaddr,
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Parses `file` (the whole executable).
 pub fn parse(file: &[u8]) -> Result<Executable, ElfError> {
     if file.get(..4) != Some(b"\x7fELF") {
@@ -100,37 +137,7 @@ pub fn parse(file: &[u8]) -> Result<Executable, ElfError> {
         let ph = phoff
             .checked_add(i * phentsize)
             .ok_or(ElfError::Corrupt("program header offset"))?;
-        let kind = u32_at(file, ph)?;
-        let (offset, vaddr) = (u64_at(file, ph + 8)?, u64_at(file, ph + 16)?);
-        let (file_size, mem_size) = (u64_at(file, ph + 32)?, u64_at(file, ph + 40)?);
-        match kind {
-            PT_LOAD => {
-                let end = offset
-                    .checked_add(file_size)
-                    .ok_or(ElfError::Corrupt("segment"))?;
-                if end > file.len() as u64 || file_size > mem_size {
-                    return Err(ElfError::Corrupt("segment outside the file"));
-                }
-                exe.segments.push(Segment {
-                    vaddr,
-                    mem_size,
-                    offset,
-                    file_size,
-                });
-            }
-            PT_INTERP => {
-                let start = usize::try_from(offset).unwrap_or(usize::MAX);
-                let name = file
-                    .get(start..start.saturating_add(file_size as usize))
-                    .unwrap_or(b"?");
-                let name = String::from_utf8_lossy(name)
-                    .trim_end_matches('\0')
-                    .to_string();
-                return Err(ElfError::Dynamic(name));
-            }
-            PT_PHDR => exe.phdr = vaddr,
-            _ => {}
-        }
+        read_program_header(file, ph, &mut exe)?;
     }
     if exe.segments.is_empty() {
         return Err(ElfError::Corrupt("no loadable segment"));

@@ -40,6 +40,34 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
             cx.write(0, sum)?;
         }
         Cmpxchg => cmpxchg(cx)?,
+        Cbw | Cwde | Cdqe | Cwd | Cdq | Cqo => sign_extension(cx),
+        Bt | Bts | Btr | Btc => bit_test(cx)?,
+        Bsf | Bsr | Tzcnt | Lzcnt | Popcnt => bit_scan(cx)?,
+        Bswap => {
+            let bits = cx.bits(0);
+            let v = cx.read(0)?;
+            let swapped = if bits == 64 {
+                v.swap_bytes()
+            } else {
+                u64::from((v as u32).swap_bytes())
+            };
+            cx.write(0, swapped)?;
+        }
+        Cpuid | Rdtsc | Rdtscp => cpu_info(cx),
+        Clc => cx.set_flags(Flags::CF, 0),
+        Stc => cx.set_flags(Flags::CF, Flags::CF),
+        Cmc => cx.st.rflags ^= Flags::CF,
+        Cld => cx.set_flags(Flags::DF, 0),
+        Std => cx.set_flags(Flags::DF, Flags::DF),
+        _ => return super::sse::execute(cx),
+    }
+    Ok(())
+}
+
+/// CBW, CWDE, CDQE (sign-extend the accumulator in place) and CWD, CDQ, CQO (into DX).
+fn sign_extension(cx: &mut Exec<'_>) {
+    use Mnemonic::*;
+    match cx.ins.mnemonic() {
         Cbw | Cwde | Cdqe => {
             let (from, to) = match cx.ins.mnemonic() {
                 Cbw => (Register::AL, Register::AX),
@@ -49,7 +77,8 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
             let v = sign_extend(cx.reg(from), from.size() as u32 * 8);
             cx.set_reg(to, v);
         }
-        Cwd | Cdq | Cqo => {
+        // CWD, CDQ, CQO.
+        _ => {
             let (src, dst) = match cx.ins.mnemonic() {
                 Cwd => (Register::AX, Register::DX),
                 Cdq => (Register::EAX, Register::EDX),
@@ -63,18 +92,13 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
             };
             cx.set_reg(dst, fill);
         }
-        Bt | Bts | Btr | Btc => bit_test(cx)?,
-        Bsf | Bsr | Tzcnt | Lzcnt | Popcnt => bit_scan(cx)?,
-        Bswap => {
-            let bits = cx.bits(0);
-            let v = cx.read(0)?;
-            let swapped = if bits == 64 {
-                v.swap_bytes()
-            } else {
-                u64::from((v as u32).swap_bytes())
-            };
-            cx.write(0, swapped)?;
-        }
+    }
+}
+
+/// CPUID (gasang's model) and RDTSC/RDTSCP (the host's counter).
+fn cpu_info(cx: &mut Exec<'_>) {
+    use Mnemonic::*;
+    match cx.ins.mnemonic() {
         Cpuid => {
             let leaf = cx.reg(Register::EAX) as u32;
             let sub = cx.reg(Register::ECX) as u32;
@@ -88,7 +112,7 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
                 cx.set_reg(reg, u64::from(value));
             }
         }
-        Rdtsc | Rdtscp => {
+        _ => {
             // The host's time-stamp counter: constant-rate and monotonic on modern hosts.
             // SAFETY: RDTSC has no preconditions on x86-64 (the host gasang runs on).
             let tsc = unsafe { core::arch::x86_64::_rdtsc() };
@@ -99,14 +123,7 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
                 cx.set_reg(Register::ECX, 0);
             }
         }
-        Clc => cx.set_flags(Flags::CF, 0),
-        Stc => cx.set_flags(Flags::CF, Flags::CF),
-        Cmc => cx.st.rflags ^= Flags::CF,
-        Cld => cx.set_flags(Flags::DF, 0),
-        Std => cx.set_flags(Flags::DF, Flags::DF),
-        _ => return super::sse::execute(cx),
     }
-    Ok(())
 }
 
 /// CMPXCHG r/m, r: compare the accumulator with r/m; equal -> store r, else load it.

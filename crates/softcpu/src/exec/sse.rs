@@ -150,7 +150,6 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
 
 /// Two-operand (and immediate) vector operations: `dst = f(dst, src)`.
 fn binary(cx: &mut Exec<'_>, m: Mnemonic) -> Result<(), Exception> {
-    use Mnemonic::*;
     let a = cx.xmm_value(0, false)?;
     // Legacy SSE 128-bit memory operands must be 16-byte aligned.
     let aligned = cx.ins.op_kind(1) == OpKind::Memory && cx.ins.memory_size().size() == 16;
@@ -160,7 +159,16 @@ fn binary(cx: &mut Exec<'_>, m: Mnemonic) -> Result<(), Exception> {
     } else {
         0
     };
-    let r = match m {
+    let r = arithmetic(m, a, b)
+        .or_else(|| rearrange(m, a, b, imm))
+        .ok_or(Exception::InvalidOpcode)?;
+    cx.xmm_store(0, r, false)
+}
+
+/// Lane-wise logic, arithmetic and compares.
+fn arithmetic(m: Mnemonic, a: u128, b: u128) -> Option<u128> {
+    use Mnemonic::*;
+    Some(match m {
         Pxor | Xorps | Xorpd => a ^ b,
         Por | Orps | Orpd => a | b,
         Pand | Andps | Andpd => a & b,
@@ -204,6 +212,14 @@ fn binary(cx: &mut Exec<'_>, m: Mnemonic) -> Result<(), Exception> {
                 .map(|j| lane(a, 8, i * 8 + j).abs_diff(lane(b, 8, i * 8 + j)))
                 .sum()
         }),
+        _ => return None,
+    })
+}
+
+/// Unpacks, packs, shuffles and shifts (`imm` is the instruction's immediate, if any).
+fn rearrange(m: Mnemonic, a: u128, b: u128, imm: u32) -> Option<u128> {
+    use Mnemonic::*;
+    Some(match m {
         Punpcklbw | Punpcklwd | Punpckldq | Punpcklqdq | Punpckhbw | Punpckhwd | Punpckhdq
         | Punpckhqdq | Unpcklps | Unpckhps | Unpcklpd | Unpckhpd => unpack(m, a, b),
         Packsswb => pack(a, b, 16, |v| saturate_signed(signed(v, 16), 8)),
@@ -245,9 +261,8 @@ fn binary(cx: &mut Exec<'_>, m: Mnemonic) -> Result<(), Exception> {
             }
         }
         Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad => shift(m, a, b),
-        _ => return Err(Exception::InvalidOpcode),
-    };
-    cx.xmm_store(0, r, false)
+        _ => return None,
+    })
 }
 
 fn add_sub(m: Mnemonic, a: u128, b: u128) -> u128 {
