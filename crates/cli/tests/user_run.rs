@@ -17,20 +17,37 @@ fn program(name: &str) -> PathBuf {
 
 /// Runs `name` natively and under user-run with `args`; both must agree.
 fn same_as_native(name: &str, args: &[&str]) -> String {
-    let exe = program(name);
-    let native = Command::new(&exe).args(args).output().unwrap();
+    same_output(&program(name), args)
+}
+
+/// Runs `exe` natively and under user-run with `args`: stdout and exit status must be
+/// the same, and user-run must print nothing of its own.
+fn same_output(exe: &std::path::Path, args: &[&str]) -> String {
+    let name = exe.display();
+    let native = Command::new(exe).args(args).output().unwrap();
     let emulated = gasang()
         .arg("user-run")
-        .arg(&exe)
+        .arg(exe)
         .args(args)
         .output()
         .unwrap();
-    let stdout = String::from_utf8(emulated.stdout).unwrap();
-    assert_eq!(
-        String::from_utf8(native.stdout).unwrap(),
-        stdout,
-        "{name}: stdout differs"
-    );
+    let stdout = String::from_utf8_lossy(&emulated.stdout).into_owned();
+    if native.stdout != emulated.stdout {
+        let at = native
+            .stdout
+            .iter()
+            .zip(&emulated.stdout)
+            .position(|(a, b)| a != b)
+            .unwrap_or(native.stdout.len().min(emulated.stdout.len()));
+        panic!(
+            "{name} {args:?}: stdout differs from byte {at} (native {} bytes, user-run {}):\n\
+             native:   {:?}\nuser-run: {:?}",
+            native.stdout.len(),
+            emulated.stdout.len(),
+            String::from_utf8_lossy(&native.stdout[at..(at + 200).min(native.stdout.len())]),
+            String::from_utf8_lossy(&emulated.stdout[at..(at + 200).min(emulated.stdout.len())]),
+        );
+    }
     assert_eq!(
         native.status.code(),
         emulated.status.code(),
@@ -60,6 +77,93 @@ fn test_user_run_compute_matches_native() {
 fn test_user_run_memory_calls_match_native() {
     let out = same_as_native("memory", &[]);
     assert!(out.contains("munmap: 0\n"));
+}
+
+#[test]
+fn test_user_run_glibc_float_formatting_libm_and_long_double_match_native() {
+    let out = same_output(&common::libc_program("libc_float"), &[]);
+    assert!(out.contains("round trip 3.1415926535897931: 1\n"), "{out}");
+    assert!(out.contains("long double "), "{out}");
+}
+
+#[test]
+fn test_user_run_glibc_sorting_strings_and_hashing_match_native() {
+    let out = same_output(&common::libc_program("libc_strings"), &[]);
+    assert!(out.contains("ints sorted 1 "), "{out}");
+    assert!(out.contains("crc32 "), "{out}");
+}
+
+#[test]
+fn test_user_run_glibc_setjmp_longjmp_matches_native() {
+    let out = same_output(&common::libc_program("libc_setjmp"), &[]);
+    assert!(out.contains("setjmp returned 1994 after 2 rounds"), "{out}");
+    assert!(out.contains("longjmp 0 gives 1\n"), "{out}");
+}
+
+#[test]
+fn test_user_run_compression_round_trip_matches_native() {
+    let out = same_output(&common::libc_program("libc_compress"), &[]);
+    assert!(out.contains("round trip ok\n"), "{out}");
+}
+
+/// Busybox (Debian's static build) applets on a generated file: text tools, hashes,
+/// arithmetic, and gzip/bzip2 compression with a round trip through user-run itself.
+#[test]
+fn test_user_run_busybox_applets_match_native() {
+    let dir = tempfile_dir("busybox");
+    let input = dir.join("numbers.txt");
+    let text: String = (0..3000u64)
+        .map(|i| format!("{} line {i}\n", (i * 7919) % 3001))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let file = input.to_str().unwrap();
+    let busybox = std::path::Path::new("/bin/busybox");
+    let applets: &[&[&str]] = &[
+        &["echo", "hello", "world"],
+        &["printf", "%s %d %.3f %x\n", "abc", "42", "3.14159", "255"],
+        &["expr", "6", "*", "7"],
+        &["seq", "-s", ",", "1", "3", "30"],
+        &["sort", "-n", file],
+        &["sort", "-r", "-k", "3", file],
+        &["md5sum", file],
+        &["sha256sum", file],
+        &["sha1sum", file],
+        &["wc", file],
+        &["awk", "{ s += $1 } END { print s, s / NR }", file],
+        &["sed", "-n", "s/line/LINE/p;100q", file],
+        &["factor", "1234567890", "600851475143"],
+        &["dc", "-e", "2 64 ^ p 7 k 1 3 / p"],
+        &["od", "-A", "x", "-t", "x1", "-N", "64", file],
+        &["base64", file],
+        &["tr", "a-z", "A-Z"],
+        &["gzip", "-c", "-9", file],
+        &["bzip2", "-c", file],
+    ];
+    for args in applets {
+        same_output(busybox, args);
+    }
+    // Decompress what user-run compressed, under user-run.
+    let gz = dir.join("numbers.gz");
+    let packed = gasang()
+        .args(["user-run", "/bin/busybox", "gzip", "-c", file])
+        .output()
+        .unwrap();
+    std::fs::write(&gz, packed.stdout).unwrap();
+    let unpacked = gasang()
+        .args(["user-run", "/bin/busybox", "gunzip", "-c"])
+        .arg(&gz)
+        .output()
+        .unwrap();
+    assert_eq!(unpacked.stdout, std::fs::read(&input).unwrap());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A fresh directory under target/ for one test.
+fn tempfile_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("user-run-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 #[test]

@@ -22,6 +22,10 @@ pub enum Exception {
     /// #GP with its error code.
     #[error("#GP general protection ({0:#x})")]
     GeneralProtection(u32),
+    /// #MF: an x87 exception the guest left unmasked, raised by the next waiting x87
+    /// or MMX instruction.
+    #[error("#MF x87 floating-point exception")]
+    FloatingPoint,
     /// #XM: an SIMD floating-point exception the guest left unmasked in MXCSR.
     #[error("#XM SIMD floating-point exception")]
     SimdFloatingPoint,

@@ -6,8 +6,9 @@ const VENDOR: &[u8; 12] = b"GasangSoftCP";
 /// The brand string (leaves 0x8000_0002..4).
 const BRAND: &[u8; 48] = b"gasang software CPU (x86-64 interpreter)\0\0\0\0\0\0\0\0";
 
-/// Leaf 1 EDX: TSC (4), CMOV (15).
-const LEAF1_EDX: u32 = (1 << 4) | (1 << 15);
+/// Leaf 1 EDX: FPU (0), TSC (4), CMOV (15), MMX (23), FXSR (24), SSE (25), SSE2 (26):
+/// the x86-64 baseline.
+const LEAF1_EDX: u32 = 1 | (1 << 4) | (1 << 15) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26);
 /// Leaf 1 ECX: POPCNT (23).
 const LEAF1_ECX: u32 = 1 << 23;
 /// Leaf 0x8000_0001 EDX: SYSCALL (11), NX (20), RDTSCP (27), long mode (29).
@@ -56,8 +57,17 @@ mod tests {
     #[test]
     fn test_cpuid_advertises_only_implemented_features() {
         let [_, _, ecx, edx] = cpuid(1, 0);
-        assert_eq!(edx & 1, 0, "no x87 yet");
-        assert_eq!(edx & (1 << 26), 0, "no SSE2 yet");
+        for (bit, name) in [
+            (0, "x87"),
+            (23, "MMX"),
+            (24, "FXSR"),
+            (25, "SSE"),
+            (26, "SSE2"),
+        ] {
+            assert_ne!(edx & (1 << bit), 0, "{name}");
+        }
+        assert_eq!(ecx & 1, 0, "no SSE3");
+        assert_eq!(edx & (1 << 8), 0, "no CMPXCHG8B yet");
         assert_ne!(edx & (1 << 15), 0, "CMOV");
         assert_ne!(ecx & (1 << 23), 0, "POPCNT");
         let [_, _, _, ext] = cpuid(0x8000_0001, 0);

@@ -15,9 +15,11 @@ mod exec;
 mod flags;
 mod memory;
 mod state;
+mod x87;
 
 pub use cpu::{Cpu, Exception, Exit};
 pub use cpuid::cpuid;
 pub use flags::Flags;
 pub use memory::{Access, FlatMemory, Memory, MemoryFault};
 pub use state::{CpuState, Gpr, Segment};
+pub use x87::X87State;

@@ -1,5 +1,7 @@
 //! The architectural state of one CPU.
 
+use crate::x87::X87State;
+
 /// General-purpose register numbers, in encoding order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
@@ -69,6 +71,8 @@ pub struct CpuState {
     pub xmm: [u128; 16],
     /// SSE control and status.
     pub mxcsr: u32,
+    /// The x87 unit and the MMX registers it holds.
+    pub x87: X87State,
 }
 
 impl CpuState {

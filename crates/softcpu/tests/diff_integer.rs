@@ -412,7 +412,7 @@ fn test_soft_unimplemented_forms_raise_ud() {
         asm(|a| a.mov(ax, ds)),        // a segment register
         asm(|a| a.aesenc(xmm0, xmm1)), // AES-NI (not advertised)
         vec![0x62, 0x62, 0xbd, 0x96, 0xa6, 0x26], // EVEX vfmaddsub213pd xmm28 (fuzz-found)
-        asm(|a| a.fld(tword_ptr(rdi))), // x87 (not yet)
+        asm(|a| a.haddps(xmm0, xmm1)), // SSE3 (not advertised)
     ] {
         let mut mem = FlatMemory::new();
         mem.map(0x40_0000, code.clone());

@@ -94,7 +94,8 @@ pub fn run(program: &Path, args: &[Vec<u8>], env: &[Vec<u8>]) -> Result<i32, Use
     let rsp = stack::build(&mut mem, &exe, args, env);
     let mut cpu = Cpu::new(CpuState::long_mode(exe.entry));
     cpu.state.set_reg(Gpr::Rsp, rsp);
-    let mut kernel = Kernel::new(mem, heap);
+    let exe = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+    let mut kernel = Kernel::new(mem, heap, exe.into_os_string().into_encoded_bytes());
     let stats = std::env::var_os("GASANG_USER_STATS").is_some();
     let mut executed: u64 = 0;
     loop {
@@ -125,7 +126,9 @@ pub fn run(program: &Path, args: &[Vec<u8>], env: &[Vec<u8>]) -> Result<i32, Use
 
 fn killed(exception: Exception, cpu: &Cpu) -> UserError {
     let (signal, number) = match exception {
-        Exception::DivideError | Exception::SimdFloatingPoint => ("SIGFPE", libc::SIGFPE),
+        Exception::DivideError | Exception::SimdFloatingPoint | Exception::FloatingPoint => {
+            ("SIGFPE", libc::SIGFPE)
+        }
         Exception::InvalidOpcode => ("SIGILL", libc::SIGILL),
         _ => ("SIGSEGV", libc::SIGSEGV),
     };

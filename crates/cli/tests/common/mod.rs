@@ -139,6 +139,24 @@ pub fn read_until(from: &mut impl Read, marker: &str, times: usize) -> String {
 /// Builds the freestanding program guests/user-tests/`source`.c with the host's gcc into
 /// target/user-tests/`out` (no libc, no SSE: see guests/user-tests/README.md), with
 /// extra `flags` such as `-DSORT_N=4096`.
+/// Builds guests/user-tests/NAME.c against glibc (static, with libm) into
+/// target/user-tests/NAME.
+pub fn libc_program(name: &str) -> PathBuf {
+    let src = root().join("guests/user-tests").join(format!("{name}.c"));
+    let dir = root().join("target/user-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(name);
+    let status = Command::new("cc")
+        .args(["-O2", "-static", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("-lm")
+        .status()
+        .expect("gcc is needed to build the user-run test programs");
+    assert!(status.success(), "cannot build {}", src.display());
+    out
+}
+
 pub fn user_program(source: &str, out: &str, flags: &[&str]) -> PathBuf {
     let src = root().join("guests/user-tests").join(format!("{source}.c"));
     let dir = root().join("target/user-tests");

@@ -10,7 +10,7 @@ use crate::flags::{self, bit, mask, sign_extend, Flags};
 pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
     use Mnemonic::*;
     match cx.ins.mnemonic() {
-        Mov => {
+        Mov | Movnti => {
             let v = cx.read(1)?;
             cx.write(0, v)?;
         }
@@ -59,6 +59,7 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
         Cmc => cx.st.rflags ^= Flags::CF,
         Cld => cx.set_flags(Flags::DF, 0),
         Std => cx.set_flags(Flags::DF, Flags::DF),
+        _ if super::x87::is_x87(cx.ins) => return super::x87::execute(cx),
         _ => return super::sse::execute(cx),
     }
     Ok(())

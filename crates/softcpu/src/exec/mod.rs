@@ -3,12 +3,15 @@
 mod alu;
 mod control;
 mod data;
+mod mmx;
 mod muldiv;
 mod operand;
 mod shift;
 mod sse;
 mod sse_float;
 mod string;
+mod x87;
+mod x87_host;
 
 use iced_x86::{EncodingKind, Instruction, Mnemonic};
 

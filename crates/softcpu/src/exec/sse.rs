@@ -3,13 +3,13 @@
 //! Each instruction reads all its operands before it writes its destination, so a fault
 //! (a memory operand) leaves the registers as they were.
 
-use iced_x86::{Mnemonic, OpKind, Register};
+use iced_x86::{Code, Mnemonic, OpKind, Register};
 
 use super::Exec;
 use crate::cpu::Exception;
 
 /// The value of lane `i` (of `bits` bits) in `v`.
-fn lane(v: u128, bits: u32, i: u32) -> u64 {
+pub(super) fn lane(v: u128, bits: u32, i: u32) -> u64 {
     ((v >> (i * bits)) & ((1u128 << bits) - 1)) as u64
 }
 
@@ -115,6 +115,9 @@ impl Exec<'_> {
 pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
     use Mnemonic::*;
     let m = cx.ins.mnemonic();
+    if super::mmx::is_mmx(cx) {
+        return super::mmx::execute(cx);
+    }
     match m {
         Movdqa | Movaps | Movapd | Movntdq | Movntps | Movntpd => {
             let v = cx.xmm_value(1, true)?;
@@ -141,10 +144,58 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
                 (0..128 / bits).fold(0u64, |acc, i| acc | ((lane(v, bits, i) >> (bits - 1)) << i));
             cx.write(0, mask)
         }
+        Pextrw if cx.ins.code() != Code::Pextrw_r32m16_xmm_imm8 => {
+            let v = cx.xmm_value(1, false)?;
+            let imm = (cx.ins.immediate(2) & 7) as u32;
+            cx.write(0, lane(v, 16, imm))
+        }
+        Pinsrw => {
+            let (a, w) = (cx.xmm_value(0, false)?, cx.xmm_value(1, false)? & 0xffff);
+            let at = 16 * (cx.ins.immediate(2) & 7);
+            cx.xmm_store(0, (a & !(0xffff << at)) | (w << at), false)
+        }
+        Maskmovdqu => mask_move(cx),
         _ => match super::sse_float::execute(cx, m) {
             Some(result) => result,
             None => binary(cx, m),
         },
+    }
+}
+
+/// MASKMOVDQU: stores the bytes of the first register whose mask byte (in the second)
+/// has its top bit set, at DS:rDI.
+fn mask_move(cx: &mut Exec<'_>) -> Result<(), Exception> {
+    let (data, mask) = (cx.xmm_value(1, false)?, cx.xmm_value(2, false)?);
+    cx.masked_store(data, mask, 16)
+}
+
+impl Exec<'_> {
+    /// The store of MASKMOVQ/MASKMOVDQU: byte `i` of `data` (of `len`) goes to DS:rDI + i
+    /// if the top bit of mask byte `i` is set.
+    pub(super) fn masked_store(
+        &mut self,
+        data: u128,
+        mask: u128,
+        len: u64,
+    ) -> Result<(), Exception> {
+        let di = match self.ins.op_kind(0) {
+            OpKind::MemorySegEDI => self.reg(Register::EDI),
+            _ => self.reg(Register::RDI),
+        };
+        // DS, or an override: FS and GS have bases in 64-bit mode.
+        let base = match self.ins.memory_segment() {
+            Register::FS => self.st.seg[4].base,
+            Register::GS => self.st.seg[5].base,
+            _ => 0,
+        };
+        for i in 0..len {
+            if (mask >> (8 * i + 7)) & 1 != 0 {
+                let byte = [(data >> (8 * i)) as u8];
+                self.mem
+                    .write(base.wrapping_add(di).wrapping_add(i), &byte)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -166,7 +217,7 @@ fn binary(cx: &mut Exec<'_>, m: Mnemonic) -> Result<(), Exception> {
 }
 
 /// Lane-wise logic, arithmetic and compares.
-fn arithmetic(m: Mnemonic, a: u128, b: u128) -> Option<u128> {
+pub(super) fn arithmetic(m: Mnemonic, a: u128, b: u128) -> Option<u128> {
     use Mnemonic::*;
     Some(match m {
         Pxor | Xorps | Xorpd => a ^ b,
@@ -204,6 +255,10 @@ fn arithmetic(m: Mnemonic, a: u128, b: u128) -> Option<u128> {
             ((signed(x, 16) * signed(y, 16)) >> 16) as u64
         }),
         Pmulhuw => map2(a, b, 16, |x, y| (x * y) >> 16),
+        Pmaddwd => build(32, |i| {
+            let product = |j| signed(lane(a, 16, j), 16) * signed(lane(b, 16, j), 16);
+            (product(2 * i) + product(2 * i + 1)) as u64
+        }),
         Pmuludq => build(64, |i| {
             (lane(a, 64, i) & 0xffff_ffff) * (lane(b, 64, i) & 0xffff_ffff)
         }),
@@ -217,7 +272,7 @@ fn arithmetic(m: Mnemonic, a: u128, b: u128) -> Option<u128> {
 }
 
 /// Unpacks, packs, shuffles and shifts (`imm` is the instruction's immediate, if any).
-fn rearrange(m: Mnemonic, a: u128, b: u128, imm: u32) -> Option<u128> {
+pub(super) fn rearrange(m: Mnemonic, a: u128, b: u128, imm: u32) -> Option<u128> {
     use Mnemonic::*;
     Some(match m {
         Punpcklbw | Punpcklwd | Punpckldq | Punpcklqdq | Punpckhbw | Punpckhwd | Punpckhdq

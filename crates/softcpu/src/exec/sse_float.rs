@@ -17,7 +17,7 @@ use crate::flags::Flags;
 const FLAGS: u32 = 0x3f;
 const MASKS: u32 = 0x1f80;
 /// The bits a guest may set (DAZ, FTZ and the rest); others make LDMXCSR #GP.
-const WRITABLE: u32 = 0xffff;
+pub(super) const MXCSR_MASK: u32 = 0xffff;
 
 fn to_m128(v: u128) -> __m128i {
     // SAFETY: __m128i and u128 are both 16 bytes of plain data.
@@ -123,6 +123,24 @@ pub fn execute(cx: &mut Exec<'_>, m: Mnemonic) -> Option<Result<(), Exception>> 
     })
 }
 
+/// A packed conversion of `b` alone, for the MMX forms, which convert part of a
+/// register: flags merge into MXCSR as for any SSE instruction.
+pub(super) fn convert(cx: &mut Exec<'_>, m: Mnemonic, b: u128) -> Result<u128, Exception> {
+    use Mnemonic::*;
+    let c = cx.controls();
+    let (r, csr) = match m {
+        Cvtdq2ps => host!("cvtdq2ps {a}, {b}", 0, b, c),
+        Cvtdq2pd => host!("cvtdq2pd {a}, {b}", 0, b, c),
+        Cvtps2dq => host!("cvtps2dq {a}, {b}", 0, b, c),
+        Cvttps2dq => host!("cvttps2dq {a}, {b}", 0, b, c),
+        Cvtpd2dq => host!("cvtpd2dq {a}, {b}", 0, b, c),
+        Cvttpd2dq => host!("cvttpd2dq {a}, {b}", 0, b, c),
+        _ => return Err(Exception::InvalidOpcode),
+    };
+    cx.raise(csr)?;
+    Ok(r)
+}
+
 /// MOVSS/MOVSD: register to register merges the low element; a load zeroes the rest.
 fn scalar_move(cx: &mut Exec<'_>, bits: u32) -> Result<(), Exception> {
     let low = (1u128 << bits) - 1;
@@ -161,7 +179,7 @@ fn half_move(cx: &mut Exec<'_>, m: Mnemonic) -> Result<(), Exception> {
 
 fn ldmxcsr(cx: &mut Exec<'_>) -> Result<(), Exception> {
     let value = cx.read(0)? as u32;
-    if value & !WRITABLE != 0 {
+    if value & !MXCSR_MASK != 0 {
         return Err(Exception::GeneralProtection(0));
     }
     cx.st.mxcsr = value;

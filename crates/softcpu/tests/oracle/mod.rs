@@ -4,12 +4,29 @@
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 #![allow(dead_code)] // each test binary uses a different subset
 
-use gasang_softcpu::{Cpu, CpuState, Flags, FlatMemory, Memory};
+use gasang_softcpu::{Cpu, CpuState, Flags, FlatMemory, Memory, X87State};
 use iced_x86::code_asm::*;
+
+/// An FXSAVE64 area: the x87 unit (and MMX registers) go in and out through it.
+#[repr(C, align(16))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fx(pub [u8; 512]);
+
+impl Fx {
+    /// What the tests compare: FCW, FSW, the abridged tags and the registers' 80 bits.
+    /// (FIP and FDP hold host addresses natively; FOP is not kept.)
+    pub fn comparable(&self) -> Vec<u8> {
+        let mut v = self.0[..5].to_vec();
+        for i in 0..8 {
+            v.extend_from_slice(&self.0[32 + 16 * i..42 + 16 * i]);
+        }
+        v
+    }
+}
 
 /// Registers in the order the thunk loads and stores them; RSP is never touched.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Regs {
     /// RAX..R15.
     pub gpr: [u64; 16],
@@ -19,7 +36,27 @@ pub struct Regs {
     pub xmm: [[u64; 2]; 16],
     /// MXCSR (kept in a u64 slot; exceptions are always masked in tests).
     pub mxcsr: u64,
+    /// The x87 state, loaded before and saved after (its MXCSR and XMM are ignored).
+    pub fx: Fx,
 }
+
+impl Default for Regs {
+    fn default() -> Self {
+        let mut fx = Fx([0; 512]);
+        fx.0[..2].copy_from_slice(&0x37fu16.to_le_bytes());
+        fx.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        Self {
+            gpr: [0; 16],
+            rflags: 0,
+            xmm: [[0; 2]; 16],
+            mxcsr: 0x1f80,
+            fx,
+        }
+    }
+}
+
+/// Offset of `fx` in [`Regs`] (16-byte aligned).
+const FX_OFFSET: i32 = MXCSR_OFFSET + 8;
 
 /// Offset of `mxcsr` in [`Regs`].
 const MXCSR_OFFSET: i32 = XMM_OFFSET + 16 * 16;
@@ -37,8 +74,8 @@ pub fn xmm_u128(x: &[[u64; 2]; 16]) -> [u128; 16] {
     x.map(|[lo, hi]| u128::from(lo) | (u128::from(hi) << 64))
 }
 
-/// Memory a test case may address through RSI: 256 bytes.
-pub const DATA_LEN: usize = 256;
+/// Memory a test case may address through RSI (room for an FXSAVE area past 0x40).
+pub const DATA_LEN: usize = 640;
 
 /// An executable page holding a thunk `fn(*mut Regs, data)`.
 pub struct Native {
@@ -63,6 +100,7 @@ fn thunk(code: &[u8]) -> Vec<u8> {
     for r in [rbx, rbp, r12, r13, r14, r15, rdi] {
         a.push(r).unwrap();
     }
+    a.fxrstor64(ptr(rdi + FX_OFFSET)).unwrap();
     for (i, x) in XMMS.iter().enumerate() {
         a.movdqu(*x, xmmword_ptr(rdi + XMM_OFFSET + 16 * i as i32))
             .unwrap();
@@ -94,6 +132,9 @@ fn thunk(code: &[u8]) -> Vec<u8> {
             .unwrap();
     }
     a.stmxcsr(dword_ptr(rax + MXCSR_OFFSET)).unwrap();
+    a.fxsave64(ptr(rax + FX_OFFSET)).unwrap();
+    // An empty x87 stack and default control, as the ABI expects.
+    a.fninit().unwrap();
     // Back to the default control (the rest of the test process expects it).
     a.push(0x1f80).unwrap();
     a.ldmxcsr(dword_ptr(rsp)).unwrap();
@@ -174,6 +215,7 @@ impl Soft {
         state.rflags = regs.rflags;
         state.xmm = xmm_u128(&regs.xmm);
         state.mxcsr = regs.mxcsr as u32;
+        state.x87 = X87State::restore(&regs.fx.0, true);
         self.cpu.state = state;
         let mut steps = 0;
         while self.cpu.state.rip != self.end {
@@ -189,11 +231,14 @@ impl Soft {
             .read(self.data_addr, &mut out, gasang_softcpu::Access::Read)
             .unwrap();
         let xmm = self.cpu.state.xmm.map(|x| [x as u64, (x >> 64) as u64]);
+        let mut fx = Fx([0; 512]);
+        self.cpu.state.x87.save(&mut fx.0, true);
         let regs = Regs {
             gpr: self.cpu.state.gpr,
             rflags: self.cpu.state.rflags,
             xmm,
             mxcsr: u64::from(self.cpu.state.mxcsr),
+            fx,
         };
         (regs, out)
     }
@@ -236,6 +281,47 @@ impl Rng {
     }
 }
 
+impl Rng {
+    /// An 80-bit value: zeros, denormals, pseudo-denormals, unnormals, infinities, NaNs,
+    /// small integers, and normals near 1.0 (where arithmetic stays interesting).
+    pub fn extended(&mut self) -> u128 {
+        let sign = u128::from(self.next() & 1) << 79;
+        let j = 1u64 << 63;
+        let (exp, mantissa): (u64, u64) = match self.next() % 10 {
+            0 => (0, 0),
+            1 => (0, self.next() >> 1),
+            2 => (0, self.next() | j),
+            3 => (self.next() % 0x7ffe + 1, self.next() >> 1),
+            4 => (0x7fff, j),
+            5 => (0x7fff, self.next() | j),
+            6 => {
+                let n = self.next() % 1000 + 1;
+                (
+                    16383 + 63 - u64::from(n.leading_zeros()),
+                    n << n.leading_zeros(),
+                )
+            }
+            7 => (self.next() % 0x7ffe + 1, self.next() | j),
+            _ => (16383 + self.next() % 128 - 64, self.next() | j),
+        };
+        sign | (u128::from(exp) << 64) | u128::from(mantissa)
+    }
+
+    /// A random x87 state: every exception masked (an unmasked one would kill the test
+    /// natively), random precision and rounding, stack top, tags, flags and registers.
+    pub fn x87(&mut self, fx: &mut Fx) {
+        let fcw = 0x3f | (self.next() as u16 & 0x0f00) | 0x40;
+        let fsw = (self.next() as u16 & 0x7f7f) & !0x80;
+        fx.0[0..2].copy_from_slice(&fcw.to_le_bytes());
+        fx.0[2..4].copy_from_slice(&fsw.to_le_bytes());
+        fx.0[4] = self.next() as u8;
+        for i in 0..8 {
+            let v = self.extended().to_le_bytes();
+            fx.0[32 + 16 * i..48 + 16 * i].copy_from_slice(&v);
+        }
+    }
+}
+
 pub fn cases() -> usize {
     std::env::var("GASANG_DIFF_CASES")
         .ok()
@@ -265,6 +351,7 @@ pub fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) ->
         }
         // All exceptions masked; random rounding mode, DAZ, FTZ and sticky flags.
         regs.mxcsr = 0x1f80 | (rng.next() & 0xe07f);
+        rng.x87(&mut regs.fx);
         data.iter_mut().for_each(|b| *b = rng.next() as u8);
         regs.gpr[6] = data.as_ptr() as u64; // RSI: the data buffer
         let start = regs;
@@ -276,6 +363,11 @@ pub fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) ->
         assert_eq!(hw.gpr, soft.gpr, "registers differ: {diff}");
         assert_eq!(hw.xmm, soft.xmm, "XMM registers differ: {diff}");
         assert_eq!(hw.mxcsr, soft.mxcsr, "MXCSR differs: {diff}");
+        assert_eq!(
+            hw.fx.comparable(),
+            soft.fx.comparable(),
+            "x87 state differs: {diff}"
+        );
         assert_eq!(
             hw.rflags & mask,
             soft.rflags & mask,

@@ -7,6 +7,8 @@ use gasang_softcpu::{Access, CpuState, Gpr, Memory};
 
 use crate::memory::{UserMemory, PAGE};
 
+mod files;
+
 /// Where `mmap` without a hint looks for room (below it).
 const MMAP_TOP: u64 = 0x7f00_0000_0000;
 
@@ -29,14 +31,16 @@ pub struct Kernel {
     pub brk_start: u64,
     /// Unimplemented calls already reported.
     reported: BTreeSet<u64>,
+    /// The program's path, for `/proc/self/exe`.
+    exe: Vec<u8>,
 }
 
-fn errno(e: i32) -> i64 {
+pub(crate) fn errno(e: i32) -> i64 {
     -i64::from(e)
 }
 
 /// The host's last error, as a negative return value.
-fn host_error() -> i64 {
+pub(crate) fn host_error() -> i64 {
     errno(
         std::io::Error::last_os_error()
             .raw_os_error()
@@ -46,16 +50,17 @@ fn host_error() -> i64 {
 
 impl Kernel {
     /// A kernel for `mem` whose heap starts at `brk`.
-    pub fn new(mem: UserMemory, brk: u64) -> Self {
+    pub fn new(mem: UserMemory, brk: u64, exe: Vec<u8>) -> Self {
         Self {
             mem,
             brk,
             brk_start: brk,
             reported: BTreeSet::new(),
+            exe,
         }
     }
 
-    fn read_guest(&mut self, addr: u64, len: u64) -> Result<Vec<u8>, i64> {
+    pub(crate) fn read_guest(&mut self, addr: u64, len: u64) -> Result<Vec<u8>, i64> {
         let len = usize::try_from(len).map_err(|_| errno(libc::EFAULT))?;
         let mut buf = vec![0u8; len.min(1 << 30)];
         self.mem
@@ -64,12 +69,12 @@ impl Kernel {
         Ok(buf)
     }
 
-    fn write_guest(&mut self, addr: u64, bytes: &[u8]) -> Result<(), i64> {
+    pub(crate) fn write_guest(&mut self, addr: u64, bytes: &[u8]) -> Result<(), i64> {
         self.mem.write(addr, bytes).map_err(|_| errno(libc::EFAULT))
     }
 
     /// A NUL-terminated string from guest memory (at most 4 KiB, as PATH_MAX).
-    fn c_string(&mut self, addr: u64) -> Result<std::ffi::CString, i64> {
+    pub(crate) fn c_string(&mut self, addr: u64) -> Result<std::ffi::CString, i64> {
         let mut bytes = Vec::new();
         for i in 0..4096 {
             let mut b = [0u8];
@@ -91,10 +96,6 @@ impl Kernel {
         let a = [Gpr::Rdi, Gpr::Rsi, Gpr::Rdx, Gpr::R10, Gpr::R8, Gpr::R9].map(|r| st.reg(r));
         let result = match nr {
             60 | 231 => return Outcome::Exit(a[0] as i32),
-            0 => self.read(a[0], a[1], a[2]),
-            1 => self.write(a[0], a[1], a[2]),
-            20 => self.writev(a[0], a[1], a[2]),
-            3 => Ok(Self::host(close_fd(a[0]))),
             9 => Ok(self.mmap(a)),
             10 | 28 => Ok(0), // mprotect, madvise: all mappings are read-write here
             11 => {
@@ -111,20 +112,18 @@ impl Kernel {
             228 => self.clock_gettime(a[0], a[1]),
             318 => self.getrandom(a[0], a[1]),
             63 => self.uname(a[0]),
-            2 => self.openat(libc::AT_FDCWD as u64, a[0], a[1], a[2]),
-            257 => self.openat(a[0], a[1], a[2], a[3]),
-            5 => self.fstatat(a[0], None, a[1], libc::AT_EMPTY_PATH as u64),
-            262 => self.fstatat(a[0], Some(a[1]), a[2], a[3]),
-            // SAFETY: lseek(2) on the guest's descriptor; no memory is involved.
-            8 => Ok(Self::host(unsafe {
-                libc::lseek(a[0] as i32, a[1] as i64, a[2] as i32)
-            })),
-            _ => Ok(self.unimplemented(nr)),
+            302 => self.prlimit(a[0], a[1], a[2], a[3]),
+            157 => Ok(errno(libc::EINVAL)), // prctl: no options here
+            99 => self.sysinfo(a[0]),
+            _ => match self.file_call(nr, a) {
+                Some(result) => result,
+                None => Ok(self.unimplemented(nr)),
+            },
         };
         Outcome::Return(result.unwrap_or_else(|e| e))
     }
 
-    fn host(ret: i64) -> i64 {
+    pub(crate) fn host(ret: i64) -> i64 {
         if ret < 0 {
             host_error()
         } else {
@@ -137,39 +136,6 @@ impl Kernel {
             tracing::warn!("user-run: system call {nr} is not implemented (ENOSYS)");
         }
         errno(libc::ENOSYS)
-    }
-
-    fn read(&mut self, fd: u64, buf: u64, len: u64) -> Result<i64, i64> {
-        let mut bytes = vec![0u8; usize::try_from(len.min(1 << 20)).unwrap_or(0)];
-        // SAFETY: `bytes` is valid for its length; the fd is the guest's, passed through.
-        let n = unsafe { libc::read(fd as i32, bytes.as_mut_ptr().cast(), bytes.len()) };
-        if n < 0 {
-            return Ok(host_error());
-        }
-        self.write_guest(buf, &bytes[..n as usize])?;
-        Ok(n as i64)
-    }
-
-    fn write(&mut self, fd: u64, buf: u64, len: u64) -> Result<i64, i64> {
-        let bytes = self.read_guest(buf, len)?;
-        // SAFETY: `bytes` is valid for its length; the fd is the guest's, passed through.
-        Ok(Self::host(
-            unsafe { libc::write(fd as i32, bytes.as_ptr().cast(), bytes.len()) } as i64,
-        ))
-    }
-
-    fn writev(&mut self, fd: u64, iov: u64, count: u64) -> Result<i64, i64> {
-        let mut all = Vec::new();
-        for i in 0..count.min(1024) {
-            let entry = self.read_guest(iov + 16 * i, 16)?;
-            let base = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
-            let len = u64::from_le_bytes(entry[8..].try_into().expect("8 bytes"));
-            all.extend(self.read_guest(base, len)?);
-        }
-        // SAFETY: as for `write`.
-        Ok(Self::host(
-            unsafe { libc::write(fd as i32, all.as_ptr().cast(), all.len()) } as i64,
-        ))
     }
 
     /// Anonymous mappings (file mappings are not supported yet: ENODEV).
@@ -208,31 +174,41 @@ impl Kernel {
         new
     }
 
-    fn openat(&mut self, dir: u64, path: u64, flags: u64, mode: u64) -> Result<i64, i64> {
-        let path = self.c_string(path)?;
-        // SAFETY: `path` is a NUL-terminated string; the other arguments are plain values.
-        let fd = unsafe { libc::openat(dir as i32, path.as_ptr(), flags as i32, mode as u32) };
-        Ok(Self::host(i64::from(fd)))
+    /// prlimit64 on the process itself: reports the host's limits; setting is accepted
+    /// and ignored (user-run enforces none).
+    fn prlimit(&mut self, pid: u64, resource: u64, _new: u64, old: u64) -> Result<i64, i64> {
+        if pid != 0 && pid != u64::from(std::process::id()) {
+            return Ok(errno(libc::ESRCH));
+        }
+        if old != 0 {
+            let mut limit = libc::rlimit64 {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: `limit` is a valid out-pointer; the resource is a plain value.
+            if unsafe { libc::getrlimit64(resource as _, &mut limit) } != 0 {
+                return Ok(host_error());
+            }
+            let mut bytes = limit.rlim_cur.to_le_bytes().to_vec();
+            bytes.extend(limit.rlim_max.to_le_bytes());
+            self.write_guest(old, &bytes)?;
+        }
+        Ok(0)
     }
 
-    /// fstat (no path) and newfstatat; the host's `struct stat` is the guest's (x86-64).
-    fn fstatat(&mut self, dir: u64, path: Option<u64>, out: u64, flags: u64) -> Result<i64, i64> {
-        let path = match path {
-            Some(p) => self.c_string(p)?,
-            None => std::ffi::CString::default(),
-        };
-        // SAFETY: all-zero is a valid `stat` to be filled.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer.
-        let ret = unsafe { libc::fstatat(dir as i32, path.as_ptr(), &mut st, flags as i32) };
-        if ret != 0 {
+    /// sysinfo: the host's figures (glibc sizes qsort's buffer from them).
+    fn sysinfo(&mut self, out: u64) -> Result<i64, i64> {
+        // SAFETY: all-zero is a valid `sysinfo` to be filled.
+        let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid out-pointer.
+        if unsafe { libc::sysinfo(&mut info) } != 0 {
             return Ok(host_error());
         }
-        // SAFETY: `stat` is plain old data; viewing it as bytes reads initialized memory.
+        // SAFETY: `sysinfo` is plain old data of the guest's layout (x86-64).
         let bytes = unsafe {
             std::slice::from_raw_parts(
-                std::ptr::addr_of!(st).cast::<u8>(),
-                std::mem::size_of::<libc::stat>(),
+                std::ptr::addr_of!(info).cast::<u8>(),
+                std::mem::size_of::<libc::sysinfo>(),
             )
         };
         self.write_guest(out, bytes)?;
@@ -292,14 +268,4 @@ impl Kernel {
         self.write_guest(out, &bytes)?;
         Ok(0)
     }
-}
-
-fn close_fd(fd: u64) -> i64 {
-    // The guest's standard streams are gasang's own: closing them would lose gasang's
-    // error reporting, so they stay open on the host.
-    if fd <= 2 {
-        return 0;
-    }
-    // SAFETY: close(2) on a descriptor number; at worst EBADF.
-    i64::from(unsafe { libc::close(fd as i32) })
 }
