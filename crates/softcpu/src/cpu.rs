@@ -1,6 +1,6 @@
 //! Fetch, decode, execute.
 
-use iced_x86::{Decoder, DecoderOptions, Instruction};
+use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction};
 
 use crate::exec::{self, Exec};
 use crate::memory::{Access, Memory, MemoryFault};
@@ -159,7 +159,7 @@ impl Cpu {
         let instruction = decoder.decode();
         if instruction.is_invalid() {
             // Either truly invalid, or cut short by unmapped memory.
-            return Err(if len < MAX_INSTRUCTION {
+            return Err(if decoder.last_error() == DecoderError::NoMoreBytes {
                 MemoryFault {
                     addr: rip + len as u64,
                     access: Access::Execute,
@@ -187,6 +187,7 @@ impl Cpu {
             mem,
             ins: &instruction,
             keep_partial: false,
+            locked: None,
         };
         let result = exec::execute(&mut cx);
         if result.is_err() && !cx.keep_partial {

@@ -6,11 +6,12 @@ const VENDOR: &[u8; 12] = b"GasangSoftCP";
 /// The brand string (leaves 0x8000_0002..4).
 const BRAND: &[u8; 48] = b"gasang software CPU (x86-64 interpreter)\0\0\0\0\0\0\0\0";
 
-/// Leaf 1 EDX: FPU (0), TSC (4), CMOV (15), MMX (23), FXSR (24), SSE (25), SSE2 (26):
-/// the x86-64 baseline.
-const LEAF1_EDX: u32 = 1 | (1 << 4) | (1 << 15) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26);
-/// Leaf 1 ECX: POPCNT (23).
-const LEAF1_ECX: u32 = 1 << 23;
+/// Leaf 1 EDX: FPU (0), TSC (4), CX8 (8), CMOV (15), MMX (23), FXSR (24), SSE (25),
+/// SSE2 (26): the x86-64 baseline.
+const LEAF1_EDX: u32 =
+    1 | (1 << 4) | (1 << 8) | (1 << 15) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26);
+/// Leaf 1 ECX: CMPXCHG16B (13), POPCNT (23).
+const LEAF1_ECX: u32 = (1 << 13) | (1 << 23);
 /// Leaf 0x8000_0001 EDX: SYSCALL (11), NX (20), RDTSCP (27), long mode (29).
 const EXT1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29);
 /// Leaf 0x8000_0001 ECX: LZCNT (5).
@@ -67,7 +68,8 @@ mod tests {
             assert_ne!(edx & (1 << bit), 0, "{name}");
         }
         assert_eq!(ecx & 1, 0, "no SSE3");
-        assert_eq!(edx & (1 << 8), 0, "no CMPXCHG8B yet");
+        assert_ne!(edx & (1 << 8), 0, "CMPXCHG8B");
+        assert_ne!(ecx & (1 << 13), 0, "CMPXCHG16B");
         assert_ne!(edx & (1 << 15), 0, "CMOV");
         assert_ne!(ecx & (1 << 23), 0, "POPCNT");
         let [_, _, _, ext] = cpuid(0x8000_0001, 0);

@@ -9,6 +9,7 @@
 //!
 //! No KVM here: this crate depends on nothing but the decoder.
 
+pub mod atomic;
 mod cpu;
 mod cpuid;
 mod exec;

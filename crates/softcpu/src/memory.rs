@@ -29,6 +29,31 @@ pub trait Memory {
     /// Writes `buf` at `addr`.
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemoryFault>;
 
+    /// Reads `len` (1..=16) bytes at `addr` for an atomic read-modify-write, checked
+    /// as a write (a locked instruction needs write access even if it stores nothing).
+    fn read_for_update(&mut self, addr: u64, len: usize) -> Result<u128, MemoryFault> {
+        let mut buf = [0u8; 16];
+        self.read(addr, &mut buf[..len], Access::Write)?;
+        Ok(u128::from_le_bytes(buf))
+    }
+
+    /// Stores the `len` low bytes of `new` at `addr` if the bytes there still equal
+    /// `old`, atomically with respect to every other CPU sharing this memory; returns
+    /// whether it stored. The default suits memory only one CPU uses.
+    fn compare_exchange(
+        &mut self,
+        addr: u64,
+        len: usize,
+        old: u128,
+        new: u128,
+    ) -> Result<bool, MemoryFault> {
+        if self.read_for_update(addr, len)? != old {
+            return Ok(false);
+        }
+        self.write(addr, &new.to_le_bytes()[..len])?;
+        Ok(true)
+    }
+
     /// Marks the page holding `addr` as holding decoded code, and returns its version:
     /// a number that changes whenever the page is written from then on. The CPU keeps
     /// decoded instructions only while their page's version stays the same, so that

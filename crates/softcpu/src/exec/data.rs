@@ -40,6 +40,7 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
             cx.write(0, sum)?;
         }
         Cmpxchg => cmpxchg(cx)?,
+        Cmpxchg8b | Cmpxchg16b => cmpxchg_wide(cx)?,
         Cbw | Cwde | Cdqe | Cwd | Cdq | Cqo => sign_extension(cx),
         Bt | Bts | Btr | Btc => bit_test(cx)?,
         Bsf | Bsr | Tzcnt | Lzcnt | Popcnt => bit_scan(cx)?,
@@ -145,6 +146,58 @@ fn cmpxchg(cx: &mut Exec<'_>) -> Result<(), Exception> {
     }
 }
 
+/// The address of the operand-sized unit holding bit `offset` (a signed register) of the
+/// bit string at the memory operand.
+pub(super) fn bit_string_address(cx: &Exec<'_>, offset: Register) -> u64 {
+    let bits = cx.bits(0);
+    let signed = sign_extend(cx.reg(offset), bits) as i64;
+    let unit = i64::from(bits / 8);
+    cx.ea()
+        .wrapping_add((signed.div_euclid(i64::from(bits)) * unit) as u64)
+}
+
+/// CMPXCHG8B and CMPXCHG16B: compare EDX:EAX (RDX:RAX) with the memory operand; if
+/// equal, store ECX:EBX (RCX:RBX), else load the operand into EDX:EAX (RDX:RAX).
+fn cmpxchg_wide(cx: &mut Exec<'_>) -> Result<(), Exception> {
+    let wide = cx.ins.mnemonic() == Mnemonic::Cmpxchg16b;
+    let addr = cx.ea();
+    if wide && !addr.is_multiple_of(16) {
+        return Err(Exception::GeneralProtection(0));
+    }
+    let (len, half) = if wide { (16, 64) } else { (8, 32) };
+    let pair = |hi: Register, lo: Register, cx: &Exec<'_>| {
+        (u128::from(cx.reg(hi)) << half) | u128::from(cx.reg(lo))
+    };
+    let (expected, replacement) = if wide {
+        (
+            pair(Register::RDX, Register::RAX, cx),
+            pair(Register::RCX, Register::RBX, cx),
+        )
+    } else {
+        (
+            pair(Register::EDX, Register::EAX, cx),
+            pair(Register::ECX, Register::EBX, cx),
+        )
+    };
+    let dest = cx.load_wide(addr, len)?;
+    if dest == expected {
+        cx.store_wide(addr, len, replacement)?;
+        cx.set_flags(Flags::ZF, Flags::ZF);
+    } else {
+        // The operand is written back unchanged (a locked cycle on hardware).
+        cx.store_wide(addr, len, dest)?;
+        let (hi, lo) = if wide {
+            (Register::RDX, Register::RAX)
+        } else {
+            (Register::EDX, Register::EAX)
+        };
+        cx.set_reg(lo, dest as u64);
+        cx.set_reg(hi, (dest >> half) as u64);
+        cx.set_flags(Flags::ZF, 0);
+    }
+    Ok(())
+}
+
 /// BT, BTS, BTR, BTC. A register bit offset into memory addresses a bit string.
 fn bit_test(cx: &mut Exec<'_>) -> Result<(), Exception> {
     let bits = cx.bits(0);
@@ -152,10 +205,7 @@ fn bit_test(cx: &mut Exec<'_>) -> Result<(), Exception> {
     let (value, index, addr) =
         if cx.ins.op_kind(0) == OpKind::Memory && cx.ins.op_kind(1) == OpKind::Register {
             let signed = sign_extend(offset, bits) as i64;
-            let unit = i64::from(bits / 8);
-            let addr = cx
-                .ea()
-                .wrapping_add((signed.div_euclid(i64::from(bits)) * unit) as u64);
+            let addr = bit_string_address(cx, cx.ins.op_register(1));
             (
                 cx.load(addr, bits)?,
                 signed.rem_euclid(i64::from(bits)) as u32,

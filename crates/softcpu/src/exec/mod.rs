@@ -3,6 +3,7 @@
 mod alu;
 mod control;
 mod data;
+mod locked;
 mod mmx;
 mod muldiv;
 mod operand;
@@ -29,6 +30,8 @@ pub(crate) struct Exec<'a> {
     pub ins: &'a Instruction,
     /// Set by an instruction that faulted part-way but must keep what it did (a REP).
     pub keep_partial: bool,
+    /// While a locked instruction runs: its memory operand (see [`locked`]).
+    pub locked: Option<locked::LockedOperand>,
 }
 
 /// Runs `cx.ins`.
@@ -37,6 +40,9 @@ pub(crate) fn execute(cx: &mut Exec<'_>) -> Result<Option<Exit>, Exception> {
     // VEX, EVEX, XOP and 3DNow! instructions are neither implemented nor advertised.
     if cx.ins.encoding() != EncodingKind::Legacy {
         return Err(Exception::InvalidOpcode);
+    }
+    if cx.locked.is_none() && locked::is_locked(cx.ins) {
+        return locked::execute(cx, execute);
     }
     match cx.ins.mnemonic() {
         Nop | Endbr64 | Pause | Lfence | Sfence | Mfence | Prefetchnta | Prefetcht0

@@ -118,8 +118,11 @@ impl Exec<'_> {
     /// Reads `bits` bits at linear `addr`. Widths other than 8, 16, 32 and 64 belong to
     /// instructions not implemented here (far pointers, x87, vectors): #UD.
     pub fn load(&mut self, addr: u64, bits: u32) -> Result<u64, Exception> {
-        let mut buf = [0u8; 8];
         let len = integer_width(bits)?;
+        if self.locked.is_some() {
+            return Ok(self.load_wide(addr, len)? as u64);
+        }
+        let mut buf = [0u8; 8];
         self.mem.read(addr, &mut buf[..len], Access::Read)?;
         Ok(u64::from_le_bytes(buf))
     }
@@ -127,6 +130,9 @@ impl Exec<'_> {
     /// Writes the low `bits` bits of `value` at linear `addr`.
     pub fn store(&mut self, addr: u64, bits: u32, value: u64) -> Result<(), Exception> {
         let len = integer_width(bits)?;
+        if self.locked.is_some() {
+            return self.store_wide(addr, len, u128::from(value));
+        }
         self.mem.write(addr, &value.to_le_bytes()[..len])?;
         Ok(())
     }
