@@ -2,6 +2,7 @@
 
 use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction};
 
+pub use crate::exception::Exception;
 use crate::exec::{self, Exec};
 use crate::memory::{Access, Memory, MemoryFault};
 use crate::state::CpuState;
@@ -9,57 +10,16 @@ use crate::state::CpuState;
 /// The longest x86 instruction.
 const MAX_INSTRUCTION: usize = 15;
 
-/// An exception the instruction raised; the guest's IDT (or, for `user-run`, a signal)
-/// handles it. The instruction pointer still points at the faulting instruction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Exception {
-    /// #DE: division by zero or a quotient too large.
-    #[error("#DE divide error")]
-    DivideError,
-    /// #UD: an invalid or unimplemented instruction.
-    #[error("#UD invalid opcode")]
-    InvalidOpcode,
-    /// #GP with its error code.
-    #[error("#GP general protection ({0:#x})")]
-    GeneralProtection(u32),
-    /// #MF: an x87 exception the guest left unmasked, raised by the next waiting x87
-    /// or MMX instruction.
-    #[error("#MF x87 floating-point exception")]
-    FloatingPoint,
-    /// #XM: an SIMD floating-point exception the guest left unmasked in MXCSR.
-    #[error("#XM SIMD floating-point exception")]
-    SimdFloatingPoint,
-    /// #PF at `addr`, with the page-fault error code.
-    #[error("#PF page fault at {addr:#x} (error {error_code:#x})")]
-    PageFault {
-        /// CR2.
-        addr: u64,
-        /// P, W/R, U/S, RSVD, I/D bits.
-        error_code: u32,
-    },
-}
-
-impl From<MemoryFault> for Exception {
-    fn from(fault: MemoryFault) -> Self {
-        let error_code = match fault.access {
-            Access::Read => 0,
-            Access::Write => 1 << 1,
-            Access::Execute => 1 << 4,
-        };
-        Exception::PageFault {
-            addr: fault.addr,
-            error_code,
-        }
-    }
-}
-
 /// Why execution stopped for the caller to act.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// `hlt`: wait for an interrupt.
     Halt,
-    /// `syscall`: the system call layer (or the guest kernel's entry) takes over.
+    /// `syscall` in user mode without a kernel (`user-run`): the system call layer
+    /// takes over.
     Syscall,
+    /// A triple fault: the processor shuts down (the machine resets).
+    Shutdown,
 }
 
 /// Decoded instructions kept, direct-mapped by address.
@@ -84,6 +44,10 @@ pub struct Cpu {
     pub state: CpuState,
     /// Decode once: instructions by address, valid while their pages' versions hold.
     decoded: Vec<Option<Decoded>>,
+    /// Translations, in system mode.
+    pub(crate) tlb: crate::system::paging::Tlb,
+    /// Where the last instruction started (a trap whose delivery faults restarts it).
+    pub(crate) instruction_start: u64,
 }
 
 impl Default for Cpu {
@@ -108,6 +72,8 @@ impl Cpu {
         Self {
             state,
             decoded: vec![None; DECODE_CACHE],
+            tlb: Default::default(),
+            instruction_start: 0,
         }
     }
 
@@ -160,11 +126,7 @@ impl Cpu {
         if instruction.is_invalid() {
             // Either truly invalid, or cut short by unmapped memory.
             return Err(if decoder.last_error() == DecoderError::NoMoreBytes {
-                MemoryFault {
-                    addr: rip + len as u64,
-                    access: Access::Execute,
-                }
-                .into()
+                MemoryFault::new(rip + len as u64, Access::Execute).into()
             } else {
                 Exception::InvalidOpcode
             });
@@ -172,9 +134,21 @@ impl Cpu {
         Ok(instruction)
     }
 
-    /// Executes one instruction. On an exception, the state is as before it (a REP
-    /// string instruction keeps the iterations it completed, as on hardware).
+    /// Executes one instruction in user mode without a kernel (`user-run`): SYSCALL
+    /// exits to the caller. On an exception, the state is as before it (a REP string
+    /// instruction keeps the iterations it completed, as on hardware; a trap leaves RIP
+    /// past the instruction).
     pub fn step(&mut self, mem: &mut dyn Memory) -> Result<Option<Exit>, Exception> {
+        self.execute_one(mem, false)
+    }
+
+    /// Executes one instruction; `kernel`: a guest kernel handles SYSCALL.
+    pub(crate) fn execute_one(
+        &mut self,
+        mem: &mut dyn Memory,
+        kernel: bool,
+    ) -> Result<Option<Exit>, Exception> {
+        self.instruction_start = self.state.rip;
         let instruction = self.fetch(mem)?;
         let saved = Rollback {
             gpr: self.state.gpr,
@@ -188,12 +162,17 @@ impl Cpu {
             ins: &instruction,
             keep_partial: false,
             locked: None,
+            kernel,
         };
         let result = exec::execute(&mut cx);
-        if result.is_err() && !cx.keep_partial {
-            self.state.gpr = saved.gpr;
-            self.state.rip = saved.rip;
-            self.state.rflags = saved.rflags;
+        if let Err(e) = result {
+            if !cx.keep_partial {
+                self.state.gpr = saved.gpr;
+                self.state.rflags = saved.rflags;
+                if !e.is_trap() {
+                    self.state.rip = saved.rip;
+                }
+            }
         }
         result
     }

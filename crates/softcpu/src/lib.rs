@@ -12,10 +12,12 @@
 pub mod atomic;
 mod cpu;
 mod cpuid;
+mod exception;
 mod exec;
 mod flags;
 mod memory;
 mod state;
+pub mod system;
 mod x87;
 
 pub use cpu::{Cpu, Exception, Exit};

@@ -11,6 +11,9 @@ pub enum Access {
     Write,
     /// An instruction fetch.
     Execute,
+    /// A read of a system structure (GDT, IDT, TSS): made with supervisor rights
+    /// whatever the current privilege.
+    System,
 }
 
 /// An access the memory could not satisfy: it becomes #PF (or #GP) in the guest.
@@ -20,6 +23,23 @@ pub struct MemoryFault {
     pub addr: u64,
     /// What the access was.
     pub access: Access,
+    /// The page-fault error code's P, U/S and RSVD bits, from the paging unit (0 for
+    /// memory without one: a fault there is a missing page).
+    pub reason: u32,
+}
+
+/// [`MemoryFault::reason`]: the address was not canonical (#GP, not #PF).
+pub const NON_CANONICAL: u32 = 1 << 31;
+
+impl MemoryFault {
+    /// A fault at `addr` on a missing page.
+    pub fn new(addr: u64, access: Access) -> Self {
+        Self {
+            addr,
+            access,
+            reason: 0,
+        }
+    }
 }
 
 /// The CPU's memory at linear addresses.
@@ -53,6 +73,10 @@ pub trait Memory {
         self.write(addr, &new.to_le_bytes()[..len])?;
         Ok(true)
     }
+
+    /// The CPU's control state changed (control registers, EFER, privilege): a memory
+    /// with a paging unit takes the new mode and drops the translations `flush` names.
+    fn control(&mut self, _state: &crate::CpuState, _flush: crate::system::paging::Flush) {}
 
     /// Marks the page holding `addr` as holding decoded code, and returns its version:
     /// a number that changes whenever the page is written from then on. The CPU keeps
@@ -114,16 +138,13 @@ impl Memory for FlatMemory {
     fn read(&mut self, addr: u64, buf: &mut [u8], access: Access) -> Result<(), MemoryFault> {
         let (region, offset) = self
             .find(addr, buf.len())
-            .ok_or(MemoryFault { addr, access })?;
+            .ok_or(MemoryFault::new(addr, access))?;
         buf.copy_from_slice(&region[offset..offset + buf.len()]);
         Ok(())
     }
 
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemoryFault> {
-        let fault = MemoryFault {
-            addr,
-            access: Access::Write,
-        };
+        let fault = MemoryFault::new(addr, Access::Write);
         let (region, offset) = self.find(addr, buf.len()).ok_or(fault)?;
         region[offset..offset + buf.len()].copy_from_slice(buf);
         self.bump_code(addr, buf.len());
@@ -151,12 +172,6 @@ mod tests {
         mem.read(0x1003, &mut buf, Access::Read).unwrap();
         assert_eq!(buf, [0, 1, 2, 3]);
         let err = mem.read(0x100e, &mut buf, Access::Read).unwrap_err();
-        assert_eq!(
-            err,
-            MemoryFault {
-                addr: 0x100e,
-                access: Access::Read
-            }
-        );
+        assert_eq!(err, MemoryFault::new(0x100e, Access::Read));
     }
 }

@@ -1,5 +1,6 @@
 //! The architectural state of one CPU.
 
+use crate::system::SystemState;
 use crate::x87::X87State;
 
 /// General-purpose register numbers, in encoding order.
@@ -52,6 +53,21 @@ pub struct Segment {
     pub base: u64,
     /// Limit in bytes.
     pub limit: u32,
+    /// Attributes, as VMX packs them: type (bits 0-3), S (4), DPL (5-6), P (7),
+    /// AVL (12), L (13), D/B (14), G (15).
+    pub attr: u16,
+}
+
+impl Segment {
+    /// A 64-bit code segment's L bit.
+    pub fn long(&self) -> bool {
+        self.attr & (1 << 13) != 0
+    }
+
+    /// The descriptor privilege level.
+    pub fn dpl(&self) -> u8 {
+        ((self.attr >> 5) & 3) as u8
+    }
 }
 
 /// Registers of one x86-64 CPU.
@@ -73,16 +89,20 @@ pub struct CpuState {
     pub mxcsr: u32,
     /// The x87 unit and the MMX registers it holds.
     pub x87: X87State,
+    /// Control registers, MSRs, descriptor tables, privilege.
+    pub sys: SystemState,
 }
 
 impl CpuState {
-    /// A CPU in 64-bit mode at `rip`, flags at their reset value.
+    /// A CPU in 64-bit user mode (CPL 3) at `rip`, flags at their reset value, as a
+    /// process starts (`user-run`).
     pub fn long_mode(rip: u64) -> Self {
         Self {
             rip,
             rflags: 0x2,
             long_mode: true,
             mxcsr: MXCSR_RESET,
+            sys: SystemState::user(),
             ..Default::default()
         }
     }

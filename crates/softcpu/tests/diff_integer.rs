@@ -409,7 +409,7 @@ fn test_soft_unimplemented_forms_raise_ud() {
     use gasang_softcpu::{Cpu, CpuState, Exception, FlatMemory};
     for code in [
         vec![0x4e, 0xff, 0x1f],        // call far [rdi] (a 10-byte far pointer)
-        asm(|a| a.mov(ax, ds)),        // a segment register
+        asm(|a| a.lsl(eax, ecx)),      // LSL (not implemented)
         asm(|a| a.aesenc(xmm0, xmm1)), // AES-NI (not advertised)
         vec![0x62, 0x62, 0xbd, 0x96, 0xa6, 0x26], // EVEX vfmaddsub213pd xmm28 (fuzz-found)
         asm(|a| a.haddps(xmm0, xmm1)), // SSE3 (not advertised)

@@ -130,7 +130,7 @@ impl Shared {
     fn data_offset(&self, addr: u64, len: usize, access: Access) -> Result<usize, MemoryFault> {
         let off = addr.wrapping_sub(DATA) as usize;
         if addr < DATA || off + len > self.data.len() {
-            return Err(MemoryFault { addr, access });
+            return Err(MemoryFault::new(addr, access));
         }
         Ok(off)
     }
@@ -145,10 +145,7 @@ impl Memory for Shared {
             return if n == buf.len() {
                 Ok(())
             } else {
-                Err(MemoryFault {
-                    addr: addr + n as u64,
-                    access,
-                })
+                Err(MemoryFault::new(addr + n as u64, access))
             };
         }
         let off = self.data_offset(addr, buf.len(), access)?;
@@ -203,7 +200,7 @@ fn test_soft_two_cpus_on_two_threads_lose_no_locked_update() {
         a.mov(dword_ptr(rdi + 16), 0)?;
         a.dec(r8d)?;
         a.jne(top)?;
-        a.hlt()
+        a.int3()
     });
     let data: Arc<Vec<AtomicU8>> = Arc::new((0..64).map(|_| AtomicU8::new(0)).collect());
     let threads: Vec<_> = (0..2)
@@ -216,7 +213,14 @@ fn test_soft_two_cpus_on_two_threads_lose_no_locked_update() {
                 let mut state = CpuState::long_mode(CODE);
                 state.gpr[7] = DATA;
                 let mut cpu = Cpu::new(state);
-                while cpu.step(&mut mem).unwrap().is_none() {}
+                // INT3 ends the program (user mode: the step reports the trap).
+                let end = loop {
+                    match cpu.step(&mut mem) {
+                        Ok(None) => {}
+                        other => break other,
+                    }
+                };
+                assert_eq!(end, Err(Exception::Breakpoint));
             })
         })
         .collect();

@@ -118,7 +118,9 @@ pub fn run(program: &Path, args: &[Vec<u8>], env: &[Vec<u8>]) -> Result<i32, Use
                 cpu.state.set_reg(Gpr::R11, cpu.state.rflags);
             }
             // HLT is privileged: user mode gets #GP, hence SIGSEGV.
-            Ok(Some(Exit::Halt)) => return Err(killed(Exception::GeneralProtection(0), &cpu)),
+            Ok(Some(Exit::Halt | Exit::Shutdown)) => {
+                return Err(killed(Exception::GeneralProtection(0), &cpu))
+            }
             Err(exception) => return Err(killed(exception, &cpu)),
         }
     }
@@ -130,6 +132,7 @@ fn killed(exception: Exception, cpu: &Cpu) -> UserError {
             ("SIGFPE", libc::SIGFPE)
         }
         Exception::InvalidOpcode => ("SIGILL", libc::SIGILL),
+        Exception::Breakpoint => ("SIGTRAP", libc::SIGTRAP),
         _ => ("SIGSEGV", libc::SIGSEGV),
     };
     UserError::Killed {

@@ -141,7 +141,7 @@ impl Memory for UserMemory {
         let mut done = 0;
         while done < buf.len() {
             let at = addr.wrapping_add(done as u64);
-            let (m, offset) = self.locate(at).ok_or(MemoryFault { addr: at, access })?;
+            let (m, offset) = self.locate(at).ok_or(MemoryFault::new(at, access))?;
             let src = &m.data[offset as usize..];
             let n = src.len().min(buf.len() - done);
             buf[done..done + n].copy_from_slice(&src[..n]);
@@ -155,10 +155,7 @@ impl Memory for UserMemory {
         while done < buf.len() {
             let at = addr.wrapping_add(done as u64);
             let next_version = self.next_version + 1;
-            let fault = MemoryFault {
-                addr: at,
-                access: Access::Write,
-            };
+            let fault = MemoryFault::new(at, Access::Write);
             let (m, offset) = self.locate(at).ok_or(fault)?;
             let n = (m.data.len() - offset as usize).min(buf.len() - done);
             m.data[offset as usize..offset as usize + n].copy_from_slice(&buf[done..done + n]);

@@ -7,6 +7,7 @@ mod locked;
 mod mmx;
 mod muldiv;
 mod operand;
+mod privileged;
 mod shift;
 mod sse;
 mod sse_float;
@@ -32,6 +33,9 @@ pub(crate) struct Exec<'a> {
     pub keep_partial: bool,
     /// While a locked instruction runs: its memory operand (see [`locked`]).
     pub locked: Option<locked::LockedOperand>,
+    /// A guest kernel runs here (system mode): SYSCALL enters it; otherwise SYSCALL
+    /// exits to the caller's system call layer.
+    pub kernel: bool,
 }
 
 /// Runs `cx.ins`.
@@ -47,8 +51,6 @@ pub(crate) fn execute(cx: &mut Exec<'_>) -> Result<Option<Exit>, Exception> {
     match cx.ins.mnemonic() {
         Nop | Endbr64 | Pause | Lfence | Sfence | Mfence | Prefetchnta | Prefetcht0
         | Prefetcht1 | Prefetcht2 | Prefetchw => {}
-        Hlt => return Ok(Some(Exit::Halt)),
-        Syscall => return Ok(Some(Exit::Syscall)),
         Add | Or | Adc | Sbb | And | Sub | Xor | Cmp => alu::binary(cx)?,
         Test => alu::test(cx)?,
         Inc | Dec | Neg | Not => alu::unary(cx)?,
@@ -69,7 +71,10 @@ pub(crate) fn execute(cx: &mut Exec<'_>) -> Result<Option<Exit>, Exception> {
         | Cmovp | Cmovnp | Cmovl | Cmovge | Cmovle | Cmovg => data::cmovcc(cx)?,
         Seto | Setno | Setb | Setae | Sete | Setne | Setbe | Seta | Sets | Setns | Setp | Setnp
         | Setl | Setge | Setle | Setg => data::setcc(cx)?,
-        _ => data::execute(cx)?,
+        _ => match privileged::execute(cx) {
+            Some(result) => return result,
+            None => data::execute(cx)?,
+        },
     }
     Ok(None)
 }

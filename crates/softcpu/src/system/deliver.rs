@@ -1,0 +1,195 @@
+//! Delivery of exceptions and interrupts through the 64-bit IDT, and the system-mode
+//! step: an interrupt if one is accepted, one instruction, and its exception if any
+//! (two in a row make a double fault, three a triple fault: shutdown).
+
+use super::paging::{Linear, PagingMode, PhysicalMemory, Tlb};
+use super::segments::{code_segment, set_code_segment, tss_field};
+use crate::cpu::{Cpu, Exception, Exit};
+use crate::flags::Flags;
+use crate::memory::{Access, Memory};
+use crate::state::{Gpr, Segment};
+
+/// The platform's interrupt controller, as the CPU sees it.
+pub trait InterruptSource {
+    /// The vector of the highest-priority pending interrupt, now accepted by the CPU.
+    /// Asked only when the CPU can take one (IF set, no interrupt shadow).
+    fn take(&mut self) -> Option<u8>;
+}
+
+/// No interrupt controller: nothing is ever pending.
+#[derive(Debug, Default)]
+pub struct NoInterrupts;
+
+impl InterruptSource for NoInterrupts {
+    fn take(&mut self) -> Option<u8> {
+        None
+    }
+}
+
+/// RFLAGS bits every delivery clears: TF, NT, RF (interrupt gates clear IF too).
+const CLEARED_ON_DELIVERY: u64 = Flags::TF | (1 << 14) | (1 << 16);
+
+/// What is being delivered.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    /// An exception (or INT n) the instruction raised.
+    Exception(Exception),
+    /// An interrupt from the platform.
+    External(u8),
+}
+
+impl Cpu {
+    /// Executes one instruction in system mode on guest-physical memory `phys`, first
+    /// taking an interrupt from `irq` if the CPU accepts one; exceptions go through the
+    /// guest's IDT. Returns why the caller must act: HLT, or a triple fault.
+    pub fn step_system(
+        &mut self,
+        phys: &mut dyn PhysicalMemory,
+        irq: &mut dyn InterruptSource,
+    ) -> Option<Exit> {
+        let shadow = std::mem::take(&mut self.state.sys.interrupt_shadow);
+        if !shadow && self.state.rflags & Flags::IF != 0 {
+            if let Some(vector) = irq.take() {
+                return self.raise(phys, Event::External(vector));
+            }
+        }
+        // The step needs the whole CPU: the TLB goes into the linear memory meanwhile.
+        let mut tlb = std::mem::replace(&mut self.tlb, Tlb::empty());
+        let result = {
+            let mode = PagingMode::of(&self.state);
+            let mut linear = Linear {
+                tlb: &mut tlb,
+                phys: &mut *phys,
+                mode,
+            };
+            self.execute_one(&mut linear, true)
+        };
+        self.tlb = tlb;
+        match result {
+            Ok(exit) => exit,
+            Err(e) => self.raise(phys, Event::Exception(e)),
+        }
+    }
+
+    /// Delivers `event`; a fault while delivering makes a double fault (or is
+    /// delivered in turn), and one while delivering a double fault shuts down.
+    fn raise(&mut self, phys: &mut dyn PhysicalMemory, event: Event) -> Option<Exit> {
+        let mut current = event;
+        loop {
+            let Err(second) = self.deliver(phys, current) else {
+                return None;
+            };
+            if let Event::Exception(e) = current {
+                if e.is_trap() {
+                    // The INT itself faulted: the fault restarts it.
+                    self.state.rip = self.instruction_start;
+                }
+            }
+            current = Event::Exception(match current {
+                Event::Exception(Exception::DoubleFault) => return Some(Exit::Shutdown),
+                Event::Exception(first) => first.then(second),
+                Event::External(_) => second,
+            });
+        }
+    }
+
+    fn deliver(&mut self, phys: &mut dyn PhysicalMemory, event: Event) -> Result<(), Exception> {
+        let (vector, error, software) = match event {
+            Event::Exception(e) => {
+                if let Exception::PageFault { addr, .. } = e {
+                    self.state.sys.cr2 = addr;
+                }
+                let software = matches!(e, Exception::SoftwareInterrupt(_) | Exception::Breakpoint);
+                (e.vector(), e.error_code(), software)
+            }
+            Event::External(v) => (v, None, false),
+        };
+        let mut tlb = std::mem::replace(&mut self.tlb, Tlb::empty());
+        let mut mem = Linear {
+            tlb: &mut tlb,
+            phys,
+            mode: PagingMode::of(&self.state),
+        };
+        let result = self.deliver_through(&mut mem, vector, error, software);
+        self.tlb = tlb;
+        result
+    }
+
+    /// Reads gate `vector`, switches stacks if the privilege changes (or the gate names
+    /// an IST stack), pushes the frame and enters the handler.
+    fn deliver_through(
+        &mut self,
+        mem: &mut Linear<'_>,
+        vector: u8,
+        error: Option<u32>,
+        software: bool,
+    ) -> Result<(), Exception> {
+        let st = &self.state;
+        let gate_error = u32::from(vector) * 8 + 2 + u32::from(!software);
+        let idtr = st.sys.idtr;
+        if u64::from(vector) * 16 + 15 > u64::from(idtr.limit) {
+            return Err(Exception::GeneralProtection(gate_error));
+        }
+        let mut raw = [0u8; 16];
+        mem.read(
+            idtr.base.wrapping_add(u64::from(vector) * 16),
+            &mut raw,
+            Access::System,
+        )?;
+        let lo = u64::from_le_bytes(raw[..8].try_into().expect("8 bytes"));
+        let hi = u64::from_le_bytes(raw[8..].try_into().expect("8 bytes"));
+        let kind = (lo >> 40) & 0xf;
+        if kind != 0xe && kind != 0xf {
+            return Err(Exception::GeneralProtection(gate_error));
+        }
+        if software && ((lo >> 45) & 3) < u64::from(st.sys.cpl) {
+            return Err(Exception::GeneralProtection(gate_error));
+        }
+        if lo & (1 << 47) == 0 {
+            return Err(Exception::SegmentNotPresent(gate_error));
+        }
+        let offset = (lo & 0xffff) | ((lo >> 32) & 0xffff_0000) | ((hi & 0xffff_ffff) << 32);
+        let cs = code_segment(st, mem, (lo >> 16) as u16)?;
+        let (old_cpl, new_cpl) = (st.sys.cpl, cs.dpl());
+        if new_cpl > old_cpl {
+            return Err(Exception::GeneralProtection(u32::from(cs.selector & !3)));
+        }
+        let ist = (lo >> 32) & 7;
+        let rsp = if ist != 0 {
+            tss_field(st, mem, 0x1c + 8 * ist)?
+        } else if new_cpl < old_cpl {
+            tss_field(st, mem, 4 + 8 * u64::from(new_cpl))?
+        } else {
+            st.reg(Gpr::Rsp)
+        };
+        let frame = [
+            u64::from(st.seg[2].selector),
+            st.reg(Gpr::Rsp),
+            st.rflags,
+            u64::from(st.seg[1].selector),
+            st.rip,
+        ];
+        // The frame is written with the handler's privilege.
+        mem.mode.user = new_cpl == 3;
+        let mut at = rsp & !0xf;
+        for value in frame.iter().chain(error.map(u64::from).as_ref()) {
+            at = at.wrapping_sub(8);
+            mem.write(at, &value.to_le_bytes())?;
+        }
+        let st = &mut self.state;
+        st.set_reg(Gpr::Rsp, at);
+        if new_cpl < old_cpl {
+            st.seg[2] = Segment {
+                selector: u16::from(new_cpl),
+                ..Segment::default()
+            };
+        }
+        set_code_segment(st, cs, new_cpl);
+        st.rip = offset;
+        st.rflags &= !CLEARED_ON_DELIVERY;
+        if kind == 0xe {
+            st.rflags &= !Flags::IF;
+        }
+        Ok(())
+    }
+}

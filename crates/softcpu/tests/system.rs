@@ -1,0 +1,488 @@
+//! System-level micro-guests on the software CPU, no kernel: a few instructions each,
+//! with hand-built page tables, GDT, IDT and TSS, run through `Cpu::step_system`.
+//! Paging (A/D bits, NX, U/S, write protect, #PF error codes and CR2), exceptions
+//! (#GP, #UD, #DE, #BP, double and triple faults), interrupt delivery with the STI
+//! shadow and IRETQ, and SYSCALL/SYSRET round trips.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use gasang_softcpu::system::deliver::{InterruptSource, NoInterrupts};
+use gasang_softcpu::system::paging::PhysicalMemory;
+use gasang_softcpu::system::{efer, SystemState, Table};
+use gasang_softcpu::{Cpu, CpuState, Exit, Gpr, Segment};
+use iced_x86::code_asm::*;
+
+/// Guest RAM: 4 MiB from physical 0.
+struct Ram(Vec<u8>);
+
+impl PhysicalMemory for Ram {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) {
+        let at = addr as usize;
+        match self.0.get(at..at + buf.len()) {
+            Some(src) => buf.copy_from_slice(src),
+            None => buf.fill(0xff),
+        }
+    }
+
+    fn write(&mut self, addr: u64, buf: &[u8]) {
+        let at = addr as usize;
+        if let Some(dst) = self.0.get_mut(at..at + buf.len()) {
+            dst.copy_from_slice(buf);
+        }
+    }
+}
+
+impl Ram {
+    fn u64(&self, at: u64) -> u64 {
+        u64::from_le_bytes(self.0[at as usize..at as usize + 8].try_into().unwrap())
+    }
+    fn set_u64(&mut self, at: u64, v: u64) {
+        self.0[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    fn put(&mut self, at: u64, bytes: &[u8]) {
+        self.0[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+    }
+}
+
+const PML4: u64 = 0x1000;
+const PT: u64 = 0x4000;
+const GDT: u64 = 0x5000;
+const TSS: u64 = 0x6000;
+const IDT: u64 = 0x7000;
+const KERNEL_STACK: u64 = 0x9000;
+const IST_STACK: u64 = 0xa000;
+const KERNEL_CODE: u64 = 0x10000;
+const USER_CODE: u64 = 0x20000;
+const HANDLERS: u64 = 0x30000;
+const DATA: u64 = 0x40000;
+const USER_STACK: u64 = 0x50000;
+
+const KERNEL_CS: u16 = 0x08;
+const KERNEL_DS: u16 = 0x10;
+const USER_DS: u16 = 0x18 | 3;
+const USER_CS: u16 = 0x20 | 3;
+const TR: u16 = 0x28;
+
+/// Page-table entry bits.
+const P: u64 = 1;
+const W: u64 = 2;
+const U: u64 = 4;
+const A: u64 = 1 << 5;
+const D: u64 = 1 << 6;
+const NX: u64 = 1 << 63;
+
+/// A machine: page tables identity-mapping the first 2 MiB with 4 KiB pages (present,
+/// writable, user unless changed), a GDT, a TSS, and an IDT whose gate n runs
+/// `mov eax, n; hlt` (gate 8 on IST 1; gates 3 and 0x80 callable from user mode).
+fn machine() -> (Cpu, Ram) {
+    let mut ram = Ram(vec![0; 4 << 20]);
+    ram.set_u64(PML4, 0x2000 | P | W | U);
+    ram.set_u64(0x2000, 0x3000 | P | W | U);
+    ram.set_u64(0x3000, PT | P | W | U);
+    for page in 0..512 {
+        ram.set_u64(PT + 8 * page, (page << 12) | P | W | U);
+    }
+    let gdt: [u64; 5] = [
+        0,
+        0x00af_9b00_0000_ffff, // kernel code: L, P, DPL 0
+        0x00cf_9300_0000_ffff, // kernel data
+        0x00cf_f300_0000_ffff, // user data: DPL 3
+        0x00af_fb00_0000_ffff, // user code: L, DPL 3
+    ];
+    for (i, d) in gdt.iter().enumerate() {
+        ram.set_u64(GDT + 8 * i as u64, *d);
+    }
+    // 64-bit TSS descriptor (available), base TSS, limit 0x67.
+    ram.set_u64(
+        GDT + 0x28,
+        0x0000_8900_0000_0067 | ((TSS & 0xff_ffff) << 16),
+    );
+    ram.set_u64(TSS + 4, KERNEL_STACK); // RSP0
+    ram.set_u64(TSS + 0x24, IST_STACK); // IST1
+    for vector in 0..256u64 {
+        let handler = HANDLERS + vector * 16;
+        let code = asm(handler, |a| {
+            a.mov(eax, vector as u32)?;
+            a.hlt()
+        });
+        ram.put(handler, &code);
+        let dpl = if vector == 3 || vector == 0x80 { 3 } else { 0 };
+        let ist = u64::from(vector == 8);
+        let lo = (handler & 0xffff)
+            | (u64::from(KERNEL_CS) << 16)
+            | (ist << 32)
+            | ((0x8e | (dpl << 5)) << 40)
+            | ((handler >> 16) << 48);
+        ram.set_u64(IDT + 16 * vector, lo);
+    }
+    let mut state = CpuState::long_mode(KERNEL_CODE);
+    state.sys = SystemState::long_mode_kernel(PML4);
+    state.sys.gdtr = Table {
+        base: GDT,
+        limit: 0x37,
+    };
+    state.sys.idtr = Table {
+        base: IDT,
+        limit: 0xfff,
+    };
+    state.sys.tr = Segment {
+        selector: TR,
+        base: TSS,
+        limit: 0x67,
+        attr: 0x8b,
+    };
+    state.seg[1] = Segment {
+        selector: KERNEL_CS,
+        base: 0,
+        limit: u32::MAX,
+        attr: 0xa09b,
+    };
+    state.seg[2] = Segment {
+        selector: KERNEL_DS,
+        base: 0,
+        limit: u32::MAX,
+        attr: 0xc093,
+    };
+    state.set_reg(Gpr::Rsp, KERNEL_STACK - 0x100);
+    (Cpu::new(state), ram)
+}
+
+fn asm(ip: u64, f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).unwrap();
+    f(&mut a).unwrap();
+    a.assemble(ip).unwrap()
+}
+
+/// Runs until HLT (or shutdown), with `irq` as the interrupt controller.
+fn run(cpu: &mut Cpu, ram: &mut Ram, irq: &mut dyn InterruptSource) -> Exit {
+    for _ in 0..10_000 {
+        if let Some(exit) = cpu.step_system(ram, irq) {
+            return exit;
+        }
+    }
+    panic!("no HLT at RIP {:#x}", cpu.state.rip);
+}
+
+/// The vector of the handler the CPU halted in.
+fn handled(cpu: &Cpu) -> u64 {
+    assert_eq!(
+        (cpu.state.rip - HANDLERS) % 16,
+        6,
+        "halted in a handler (RIP {:#x})",
+        cpu.state.rip
+    );
+    cpu.state.reg(Gpr::Rax)
+}
+
+/// The exception frame on the handler's stack: (error code if any, RIP, CS, RFLAGS).
+fn frame(cpu: &Cpu, ram: &Ram, with_error: bool) -> (u64, u64, u64, u64) {
+    let stack_top = cpu.state.reg(Gpr::Rsp);
+    let e = if with_error { ram.u64(stack_top) } else { 0 };
+    let at = stack_top + if with_error { 8 } else { 0 };
+    (e, ram.u64(at), ram.u64(at + 8), ram.u64(at + 16))
+}
+
+fn pte(page: u64) -> u64 {
+    PT + 8 * (page >> 12)
+}
+
+#[test]
+fn test_paging_sets_accessed_and_dirty_and_write_protect_faults_with_cr2() {
+    let (mut cpu, mut ram) = machine();
+    let (rw, ro, untouched) = (DATA, DATA + 0x1000, DATA + 0x2000);
+    ram.set_u64(pte(ro), ro | P | U);
+    let accesses = asm(KERNEL_CODE, |a| {
+        a.mov(qword_ptr(rw), rax)?;
+        a.mov(rbx, qword_ptr(ro))
+    });
+    let mut code = accesses.clone();
+    code.extend(asm(KERNEL_CODE + accesses.len() as u64, |a| {
+        a.mov(qword_ptr(ro + 8), rax)?; // read-only with CR0.WP: #PF
+        a.hlt()
+    }));
+    ram.put(KERNEL_CODE, &code);
+    assert_eq!(run(&mut cpu, &mut ram, &mut NoInterrupts), Exit::Halt);
+    assert_eq!(handled(&cpu), 14);
+    assert_eq!(
+        ram.u64(pte(rw)) & (A | D),
+        A | D,
+        "written: accessed and dirty"
+    );
+    assert_eq!(ram.u64(pte(ro)) & (A | D), A, "read: accessed only");
+    assert_eq!(ram.u64(pte(untouched)) & (A | D), 0);
+    assert_eq!(cpu.state.sys.cr2, ro + 8);
+    let (error, rip, code_seg, _) = frame(&cpu, &ram, true);
+    assert_eq!(error, 0b011, "present, write, supervisor");
+    assert_eq!(
+        rip,
+        KERNEL_CODE + accesses.len() as u64,
+        "the faulting instruction"
+    );
+    assert_eq!(code_seg, u64::from(KERNEL_CS));
+}
+
+#[test]
+fn test_paging_not_present_and_no_execute_faults() {
+    let (mut cpu, mut ram) = machine();
+    ram.set_u64(pte(DATA), 0); // not present
+    let code = asm(KERNEL_CODE, |a| a.mov(rax, qword_ptr(DATA + 0x10)));
+    ram.put(KERNEL_CODE, &code);
+    run(&mut cpu, &mut ram, &mut NoInterrupts);
+    assert_eq!(handled(&cpu), 14);
+    assert_eq!(
+        frame(&cpu, &ram, true).0,
+        0,
+        "not present, read, supervisor"
+    );
+    assert_eq!(cpu.state.sys.cr2, DATA + 0x10);
+
+    let (mut cpu, mut ram) = machine();
+    ram.set_u64(pte(DATA), DATA | P | W | U | NX);
+    let code = asm(KERNEL_CODE, |a| {
+        a.mov(rax, DATA)?;
+        a.jmp(rax)
+    });
+    ram.put(KERNEL_CODE, &code);
+    run(&mut cpu, &mut ram, &mut NoInterrupts);
+    assert_eq!(handled(&cpu), 14);
+    assert_eq!(
+        frame(&cpu, &ram, true),
+        (0x11, DATA, u64::from(KERNEL_CS), 0x2)
+    );
+    assert_eq!(cpu.state.sys.cr2, DATA);
+}
+
+/// Kernel code that enters user mode at USER_CODE through IRETQ.
+fn enter_user(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    for value in [
+        u64::from(USER_DS),
+        USER_STACK,
+        0x202,
+        u64::from(USER_CS),
+        USER_CODE,
+    ] {
+        a.mov(rax, value)?;
+        a.push(rax)?;
+    }
+    a.iretq()
+}
+
+#[test]
+fn test_user_mode_supervisor_page_faults_on_the_kernel_stack() {
+    let (mut cpu, mut ram) = machine();
+    ram.set_u64(pte(DATA), DATA | P | W); // supervisor only
+    ram.put(KERNEL_CODE, &asm(KERNEL_CODE, enter_user));
+    let user = asm(USER_CODE, |a| a.mov(rax, qword_ptr(DATA)));
+    ram.put(USER_CODE, &user);
+    run(&mut cpu, &mut ram, &mut NoInterrupts);
+    assert_eq!(handled(&cpu), 14);
+    assert_eq!(cpu.state.sys.cpl, 0);
+    let (error, rip, code_seg, rflags) = frame(&cpu, &ram, true);
+    assert_eq!(error, 0b101, "present, read, user");
+    assert_eq!((rip, code_seg), (USER_CODE, u64::from(USER_CS)));
+    assert_ne!(rflags & 0x200, 0, "user mode ran with interrupts on");
+    let stack_top = cpu.state.reg(Gpr::Rsp);
+    assert_eq!(
+        stack_top,
+        KERNEL_STACK - 6 * 8,
+        "RSP0 from the TSS, six slots pushed"
+    );
+    assert_eq!(ram.u64(stack_top + 32), USER_STACK, "the user RSP");
+    assert_eq!(ram.u64(stack_top + 40), u64::from(USER_DS), "the user SS");
+}
+
+#[test]
+fn test_exceptions_reach_their_vectors() {
+    let cases: [(u64, Emit); 5] = [
+        (0, |a| {
+            a.xor(ecx, ecx)?;
+            a.div(ecx)
+        }),
+        (6, |a| a.ud2()),
+        (13, |a| {
+            a.mov(rax, 0x8000_0000_0000_0000u64)?;
+            a.mov(rbx, qword_ptr(rax)) // non-canonical
+        }),
+        (13, |a| a.wrmsr()), // unknown MSR 0
+        (3, |a| a.int3()),
+    ];
+    for (vector, body) in cases {
+        let (mut cpu, mut ram) = machine();
+        ram.put(KERNEL_CODE, &asm(KERNEL_CODE, body));
+        run(&mut cpu, &mut ram, &mut NoInterrupts);
+        assert_eq!(handled(&cpu), vector);
+    }
+    // User mode: CLI with IOPL 0 is #GP(0); INT to a kernel-only gate is #GP with the
+    // gate's selector error code; INT3 (a DPL 3 gate) is #BP, a trap.
+    let user_cases: [(u64, u64, Emit); 3] = [
+        (13, 0, |a| a.cli()),
+        (13, 0x40 * 8 + 2, |a| a.int(0x40)),
+        (3, 0, |a| a.int3()),
+    ];
+    for (vector, error, body) in user_cases {
+        let (mut cpu, mut ram) = machine();
+        ram.put(KERNEL_CODE, &asm(KERNEL_CODE, enter_user));
+        ram.put(USER_CODE, &asm(USER_CODE, body));
+        run(&mut cpu, &mut ram, &mut NoInterrupts);
+        assert_eq!(handled(&cpu), vector);
+        if vector == 3 {
+            assert_eq!(
+                frame(&cpu, &ram, false).1,
+                USER_CODE + 1,
+                "a trap returns past INT3"
+            );
+        } else {
+            let (e, rip, code_seg, _) = frame(&cpu, &ram, true);
+            assert_eq!((e, rip, code_seg), (error, USER_CODE, u64::from(USER_CS)));
+        }
+    }
+}
+
+type Emit = fn(&mut CodeAssembler) -> Result<(), IcedError>;
+
+#[test]
+fn test_double_fault_on_its_ist_stack_and_triple_fault_shuts_down() {
+    let (mut cpu, mut ram) = machine();
+    // #GP's gate not present: delivering #GP raises #NP, a double fault.
+    ram.set_u64(IDT + 16 * 13, ram.u64(IDT + 16 * 13) & !(1 << 47));
+    ram.put(KERNEL_CODE, &asm(KERNEL_CODE, |a| a.wrmsr()));
+    assert_eq!(run(&mut cpu, &mut ram, &mut NoInterrupts), Exit::Halt);
+    assert_eq!(handled(&cpu), 8);
+    assert_eq!(frame(&cpu, &ram, true).0, 0, "#DF's error code is 0");
+    assert_eq!(
+        cpu.state.reg(Gpr::Rsp),
+        IST_STACK - 6 * 8,
+        "IST1 from the TSS"
+    );
+
+    // And with #DF's gate gone too: shutdown.
+    let (mut cpu, mut ram) = machine();
+    ram.set_u64(IDT + 16 * 13, 0);
+    ram.set_u64(IDT + 16 * 8, 0);
+    ram.put(KERNEL_CODE, &asm(KERNEL_CODE, |a| a.wrmsr()));
+    assert_eq!(run(&mut cpu, &mut ram, &mut NoInterrupts), Exit::Shutdown);
+}
+
+/// An interrupt controller with one interrupt pending, counted when taken.
+struct OneInterrupt(Option<u8>, u32);
+
+impl InterruptSource for OneInterrupt {
+    fn take(&mut self) -> Option<u8> {
+        self.1 += 1;
+        self.0.take()
+    }
+}
+
+#[test]
+fn test_interrupt_waits_for_sti_shadow_and_iretq_resumes() {
+    let (mut cpu, mut ram) = machine();
+    // Vector 0x40's handler counts in RCX and returns.
+    let handler = asm(HANDLERS + 0x40 * 16, |a| {
+        a.inc(rcx)?;
+        a.mov(r8, rdx)?;
+        a.iretq()
+    });
+    ram.put(HANDLERS + 0x40 * 16, &handler);
+    let code = asm(KERNEL_CODE, |a| {
+        a.mov(edx, 1)?;
+        a.sti()?;
+        a.mov(edx, 2)?; // in STI's shadow: runs before the interrupt
+        a.mov(edx, 3)?;
+        a.hlt()
+    });
+    ram.put(KERNEL_CODE, &code);
+    let mut irq = OneInterrupt(Some(0x40), 0);
+    assert_eq!(run(&mut cpu, &mut ram, &mut irq), Exit::Halt);
+    assert_eq!(cpu.state.reg(Gpr::Rcx), 1, "taken once");
+    assert_eq!(
+        cpu.state.reg(Gpr::R8),
+        2,
+        "after the instruction in STI's shadow"
+    );
+    assert_eq!(
+        cpu.state.reg(Gpr::Rdx),
+        3,
+        "IRETQ resumed the interrupted code"
+    );
+    assert_ne!(cpu.state.rflags & 0x200, 0, "IRETQ restored IF");
+    assert_eq!(cpu.state.rip, KERNEL_CODE + code.len() as u64);
+}
+
+#[test]
+fn test_syscall_sysret_round_trip() {
+    let (mut cpu, mut ram) = machine();
+    let entry = HANDLERS + 0x2000;
+    // The kernel's entry: swap GS, note the CPL in CS, return 42 plus the argument.
+    let kernel = asm(entry, |a| {
+        a.swapgs()?;
+        a.mov(qword_ptr(DATA), cs)?;
+        a.lea(rax, qword_ptr(rdi + 42))?;
+        a.swapgs()?;
+        a.sysretq()
+    });
+    ram.put(entry, &kernel);
+    let sys = &mut cpu.state.sys;
+    sys.efer |= efer::SCE;
+    sys.msr.star = (u64::from(KERNEL_CS) << 32) | (u64::from(USER_DS - 8 - 3) << 48);
+    sys.msr.lstar = entry;
+    sys.msr.sfmask = 0x200;
+    sys.msr.kernel_gs_base = 0x1234;
+    ram.put(KERNEL_CODE, &asm(KERNEL_CODE, enter_user));
+    let user = asm(USER_CODE, |a| {
+        a.mov(edi, 100)?;
+        a.syscall()?;
+        a.mov(rbx, rax)?;
+        a.int3()
+    });
+    ram.put(USER_CODE, &user);
+    run(&mut cpu, &mut ram, &mut NoInterrupts);
+    assert_eq!(handled(&cpu), 3, "back in user mode, then INT3");
+    assert_eq!(cpu.state.reg(Gpr::Rbx), 142);
+    assert_eq!(
+        ram.u64(DATA) & 0xffff,
+        u64::from(KERNEL_CS),
+        "the entry ran at CPL 0"
+    );
+    assert_eq!(cpu.state.seg[5].base, 0, "GS swapped back");
+    assert_eq!(cpu.state.sys.msr.kernel_gs_base, 0x1234);
+    let (_, rip, code_seg, rflags) = frame(&cpu, &ram, false);
+    assert_eq!(
+        (rip, code_seg),
+        (USER_CODE + user.len() as u64, u64::from(USER_CS))
+    );
+    assert_ne!(rflags & 0x200, 0, "SYSRET restored IF from R11");
+}
+
+#[test]
+fn test_tlb_keeps_stale_translations_until_invlpg_or_cr3_write() {
+    for flush in [
+        Emit::from(|a: &mut CodeAssembler| a.invlpg(byte_ptr(DATA))),
+        |a| {
+            a.mov(rcx, cr3)?;
+            a.mov(cr3, rcx)
+        },
+    ] {
+        let (mut cpu, mut ram) = machine();
+        ram.set_u64(DATA, 0x1111);
+        ram.set_u64(DATA + 0x1000, 0x2222);
+        let code = asm(KERNEL_CODE, |a| {
+            a.mov(r8, qword_ptr(DATA))?; // caches the translation
+            a.mov(rax, (DATA + 0x1000) | P | W | U)?;
+            a.mov(qword_ptr(pte(DATA)), rax)?; // remap, no flush yet
+            a.mov(r9, qword_ptr(DATA))?;
+            Ok(())
+        });
+        let mut all = code.clone();
+        let at = KERNEL_CODE + code.len() as u64;
+        let flushed = asm(at, flush);
+        all.extend(&flushed);
+        all.extend(asm(at + flushed.len() as u64, |a| {
+            a.mov(r10, qword_ptr(DATA))?;
+            a.hlt()
+        }));
+        ram.put(KERNEL_CODE, &all);
+        assert_eq!(run(&mut cpu, &mut ram, &mut NoInterrupts), Exit::Halt);
+        let regs = [Gpr::R8, Gpr::R9, Gpr::R10].map(|r| cpu.state.reg(r));
+        assert_eq!(regs, [0x1111, 0x1111, 0x2222], "stale until flushed");
+    }
+}
