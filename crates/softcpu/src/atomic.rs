@@ -31,9 +31,13 @@ pub unsafe fn compare_exchange(ptr: *mut u8, len: usize, old: u128, new: u128) -
                 p = in(reg) ptr, n = in(reg) new as u64,
                 inout("rax") old as u64 => _, ok = out(reg_byte) ok, options(nostack)),
             // LLVM reserves RBX: swap the new value's low half in and out around it.
-            _ => asm!("xchg {lo}, rbx", "lock cmpxchg16b xmmword ptr [{p}]", "sete {ok}",
-                "xchg {lo}, rbx",
-                p = in(reg) ptr, lo = inout(reg) new as u64 => _,
+            // XCHG leaves the flags alone, so SETE after swapping back reads
+            // CMPXCHG16B's ZF. The pointer and the swapped half get fixed registers:
+            // the allocator may otherwise hand out RBX itself (`ok` may still be BL,
+            // written last).
+            _ => asm!("xchg rsi, rbx", "lock cmpxchg16b xmmword ptr [rdi]",
+                "xchg rsi, rbx", "sete {ok}",
+                in("rdi") ptr, inout("rsi") new as u64 => _,
                 in("rcx") (new >> 64) as u64,
                 inout("rax") old as u64 => _, inout("rdx") (old >> 64) as u64 => _,
                 ok = out(reg_byte) ok, options(nostack)),
