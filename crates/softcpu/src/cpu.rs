@@ -2,6 +2,8 @@
 
 use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction};
 
+use crate::block::{self, Block, BlockCache, MAX_BLOCK};
+use crate::decoded::{Decoded, Fast};
 pub use crate::exception::Exception;
 use crate::exec::{self, Exec};
 use crate::memory::{Access, Memory, MemoryFault};
@@ -22,28 +24,14 @@ pub enum Exit {
     Shutdown,
 }
 
-/// Decoded instructions kept, direct-mapped by address.
-const DECODE_CACHE: usize = 1 << 14;
-
-/// A decoded instruction and the versions of the code pages it came from.
-#[derive(Debug, Clone, Copy)]
-struct Decoded {
-    instruction: Instruction,
-    version: CodeVersion,
-}
-
-/// Versions of the first and last page of an instruction's bytes (the same page twice
-/// unless it crosses a page boundary).
-type CodeVersion = (u64, u64);
-
-/// One software CPU. Its decode cache belongs to the memory it runs on: step it on one
+/// One software CPU. Its block cache belongs to the memory it runs on: run it on one
 /// [`Memory`] for its life.
 #[derive(Debug, Clone)]
 pub struct Cpu {
     /// Its registers.
     pub state: CpuState,
-    /// Decode once: instructions by address, valid while their pages' versions hold.
-    decoded: Vec<Option<Decoded>>,
+    /// Decode once: blocks of decoded instructions by address.
+    blocks: BlockCache,
     /// Translations, in system mode.
     pub(crate) tlb: crate::system::paging::Tlb,
     /// Where the last instruction started (a trap whose delivery faults restarts it).
@@ -66,51 +54,132 @@ struct Rollback {
     rflags: u64,
 }
 
+/// How a run of instructions ended.
+pub type RunResult = Result<Option<Exit>, Exception>;
+
 impl Cpu {
     /// A CPU with `state`.
     pub fn new(state: CpuState) -> Self {
         Self {
             state,
-            decoded: vec![None; DECODE_CACHE],
+            blocks: BlockCache::default(),
             tlb: Default::default(),
             instruction_start: 0,
         }
     }
 
-    /// The versions of the code pages under `[rip, rip + len)`.
-    fn code_version(mem: &mut dyn Memory, rip: u64, len: u64) -> Option<CodeVersion> {
-        let first = mem.code_version(rip)?;
-        let last = rip.wrapping_add(len.max(1) - 1);
-        if last >> 12 == rip >> 12 {
-            return Some((first, first));
-        }
-        Some((first, mem.code_version(last)?))
+    /// Executes one instruction in user mode without a kernel (`user-run`): SYSCALL
+    /// exits to the caller. On an exception, the state is as before it (a REP string
+    /// instruction keeps the iterations it completed, as on hardware; a trap leaves RIP
+    /// past the instruction).
+    pub fn step(&mut self, mem: &mut dyn Memory) -> RunResult {
+        self.run_mode(&mut Dyn(mem), 1, false).1
     }
 
-    /// The instruction at RIP, from the cache when its code is unchanged.
-    fn fetch(&mut self, mem: &mut dyn Memory) -> Result<Instruction, Exception> {
-        let rip = self.state.rip;
-        let slot = (rip as usize ^ (rip >> 14) as usize) % DECODE_CACHE;
-        if let Some(hit) = self.decoded[slot] {
-            if hit.instruction.ip() == rip
-                && Self::code_version(mem, rip, hit.instruction.len() as u64) == Some(hit.version)
-            {
-                return Ok(hit.instruction);
+    /// Executes up to `limit` instructions in user mode without a kernel, as
+    /// [`Cpu::step`] does one at a time, stopping early at an exit or exception.
+    /// Returns how many instructions completed, and how the run ended (`Ok(None)`:
+    /// the limit was reached).
+    /// Generic over the memory, so that the fast path reaches it without dynamic
+    /// dispatch.
+    pub fn run<M: Memory>(&mut self, mem: &mut M, limit: u64) -> (u64, RunResult) {
+        self.run_mode(mem, limit, false)
+    }
+
+    /// Executes one instruction; `kernel`: a guest kernel handles SYSCALL.
+    pub(crate) fn execute_one(&mut self, mem: &mut dyn Memory, kernel: bool) -> RunResult {
+        self.run_mode(&mut Dyn(mem), 1, kernel).1
+    }
+
+    /// Runs blocks until `limit` instructions have completed or one exits or faults.
+    fn run_mode<M: Memory>(&mut self, mem: &mut M, limit: u64, kernel: bool) -> (u64, RunResult) {
+        let mut executed = 0;
+        // The memory's code generation changes only when memory is written (checked
+        // after every instruction that may write) or outside a run.
+        let mut generation = mem.code_generation();
+        while executed < limit {
+            self.instruction_start = self.state.rip;
+            let uncached;
+            let block = match self.blocks.find(self.state.rip, &mut *mem, generation) {
+                Some(slot) => self.blocks.get(slot),
+                None => match self.decode_block(&mut *mem) {
+                    Err(e) => return (executed, Err(e)),
+                    Ok((block, true)) => {
+                        let slot = self.blocks.insert(block);
+                        self.blocks.get(slot)
+                    }
+                    Ok((block, false)) => {
+                        uncached = block;
+                        &uncached
+                    }
+                },
+            };
+            let room = usize::try_from(limit - executed).unwrap_or(usize::MAX);
+            let run = &block.instructions[..block.instructions.len().min(room)];
+            for d in run {
+                let next = d.ins.next_ip();
+                if d.fast != Fast::No {
+                    self.state.rip = next;
+                    if let Err(e) = exec::fast::execute(&mut self.state, mem, d) {
+                        self.state.rip = d.ins.ip();
+                        return (executed, Err(e));
+                    }
+                } else {
+                    self.instruction_start = self.state.rip;
+                    match execute(&mut self.state, &mut *mem, d, kernel) {
+                        Ok(None) => {}
+                        Ok(Some(exit)) => return (executed + 1, Ok(Some(exit))),
+                        Err(e) => return (executed, Err(e)),
+                    }
+                }
+                executed += 1;
+                // A branch taken, or code written under the block: find the next block.
+                if self.state.rip != next {
+                    break;
+                }
+                if d.may_write {
+                    let now = mem.code_generation();
+                    if now != generation {
+                        generation = now;
+                        break;
+                    }
+                }
             }
         }
-        let instruction = self.decode(mem)?;
-        if let Some(version) = Self::code_version(mem, rip, instruction.len() as u64) {
-            self.decoded[slot] = Some(Decoded {
-                instruction,
-                version,
-            });
-        }
-        Ok(instruction)
+        (executed, Ok(None))
     }
 
-    /// Fetches and decodes the instruction at RIP.
-    fn decode(&self, mem: &mut dyn Memory) -> Result<Instruction, Exception> {
-        let rip = self.state.rip;
+    /// Decodes the block at RIP; also says whether it may be cached (the memory tracks
+    /// code versions).
+    fn decode_block(&self, mem: &mut dyn Memory) -> Result<(Block, bool), Exception> {
+        let start = self.state.rip;
+        let generation = mem.code_generation();
+        let first = self.decode(mem, start)?;
+        let cacheable = generation.is_some() && mem.code_version(start).is_some();
+        let mut next = first.next_ip();
+        let mut instructions = vec![Decoded::new(first)];
+        // Without a cache, decoding ahead is wasted: one instruction then.
+        let mut last = first;
+        while cacheable
+            && !block::ends_block(&last)
+            && instructions.len() < MAX_BLOCK
+            && next >> 12 == start >> 12
+        {
+            let Ok(ins) = self.decode(mem, next) else {
+                break; // Left for when execution gets there: it may never.
+            };
+            instructions.push(Decoded::new(ins));
+            (last, next) = (ins, ins.next_ip());
+        }
+        let version = block::code_version(mem, start, next.wrapping_sub(start));
+        match version {
+            Some(version) if cacheable => Ok((Block::new(instructions, version, generation), true)),
+            _ => Ok((Block::new(instructions, (0, 0), None), false)),
+        }
+    }
+
+    /// Fetches and decodes the instruction at `rip`.
+    fn decode(&self, mem: &mut dyn Memory, rip: u64) -> Result<Instruction, Exception> {
         let mut bytes = [0u8; MAX_INSTRUCTION];
         // An instruction may end just before unmapped memory: fetch as much as is there.
         let mut len = MAX_INSTRUCTION;
@@ -133,47 +202,74 @@ impl Cpu {
         }
         Ok(instruction)
     }
+}
 
-    /// Executes one instruction in user mode without a kernel (`user-run`): SYSCALL
-    /// exits to the caller. On an exception, the state is as before it (a REP string
-    /// instruction keeps the iterations it completed, as on hardware; a trap leaves RIP
-    /// past the instruction).
-    pub fn step(&mut self, mem: &mut dyn Memory) -> Result<Option<Exit>, Exception> {
-        self.execute_one(mem, false)
-    }
-
-    /// Executes one instruction; `kernel`: a guest kernel handles SYSCALL.
-    pub(crate) fn execute_one(
-        &mut self,
-        mem: &mut dyn Memory,
-        kernel: bool,
-    ) -> Result<Option<Exit>, Exception> {
-        self.instruction_start = self.state.rip;
-        let instruction = self.fetch(mem)?;
-        let saved = Rollback {
-            gpr: self.state.gpr,
-            rip: self.state.rip,
-            rflags: self.state.rflags,
-        };
-        self.state.rip = instruction.next_ip();
-        let mut cx = Exec {
-            st: &mut self.state,
-            mem,
-            ins: &instruction,
-            keep_partial: false,
-            locked: None,
-            kernel,
-        };
-        let result = exec::execute(&mut cx);
-        if let Err(e) = result {
-            if !cx.keep_partial {
-                self.state.gpr = saved.gpr;
-                self.state.rflags = saved.rflags;
-                if !e.is_trap() {
-                    self.state.rip = saved.rip;
-                }
+/// Executes the decoded instruction `d` (at RIP). On an exception the registers are
+/// rolled back (see [`Cpu::step`]).
+fn execute(state: &mut CpuState, mem: &mut dyn Memory, d: &Decoded, kernel: bool) -> RunResult {
+    let saved = Rollback {
+        gpr: state.gpr,
+        rip: state.rip,
+        rflags: state.rflags,
+    };
+    state.rip = d.ins.next_ip();
+    let mut cx = Exec {
+        st: state,
+        mem,
+        ins: &d.ins,
+        d,
+        keep_partial: false,
+        locked: None,
+        kernel,
+    };
+    let result = exec::execute(&mut cx);
+    if let Err(e) = result {
+        if !cx.keep_partial {
+            state.gpr = saved.gpr;
+            state.rflags = saved.rflags;
+            if !e.is_trap() {
+                state.rip = saved.rip;
             }
         }
-        result
+    }
+    result
+}
+
+/// A trait object as a [`Memory`] of its own type, for the generic executor.
+struct Dyn<'a>(&'a mut dyn Memory);
+
+impl Memory for Dyn<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8], access: Access) -> Result<(), MemoryFault> {
+        self.0.read(addr, buf, access)
+    }
+    fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemoryFault> {
+        self.0.write(addr, buf)
+    }
+    fn load(&mut self, addr: u64, len: usize, access: Access) -> Result<u64, MemoryFault> {
+        self.0.load(addr, len, access)
+    }
+    fn store(&mut self, addr: u64, len: usize, value: u64) -> Result<(), MemoryFault> {
+        self.0.store(addr, len, value)
+    }
+    fn read_for_update(&mut self, addr: u64, len: usize) -> Result<u128, MemoryFault> {
+        self.0.read_for_update(addr, len)
+    }
+    fn compare_exchange(
+        &mut self,
+        addr: u64,
+        len: usize,
+        old: u128,
+        new: u128,
+    ) -> Result<bool, MemoryFault> {
+        self.0.compare_exchange(addr, len, old, new)
+    }
+    fn control(&mut self, state: &CpuState, flush: crate::system::paging::Flush) {
+        self.0.control(state, flush)
+    }
+    fn code_version(&mut self, addr: u64) -> Option<u64> {
+        self.0.code_version(addr)
+    }
+    fn code_generation(&self) -> Option<u64> {
+        self.0.code_generation()
     }
 }

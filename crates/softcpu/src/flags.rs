@@ -1,4 +1,6 @@
-//! RFLAGS bits and the arithmetic flags of integer results.
+//! RFLAGS bits, the arithmetic flags of integer results, and conditions on them.
+
+use iced_x86::{ConditionCode, Mnemonic};
 
 /// RFLAGS bits.
 #[derive(Debug)]
@@ -28,6 +30,7 @@ impl Flags {
 }
 
 /// All ones in the low `bits` bits.
+#[inline(always)]
 pub fn mask(bits: u32) -> u64 {
     if bits >= 64 {
         u64::MAX
@@ -37,11 +40,13 @@ pub fn mask(bits: u32) -> u64 {
 }
 
 /// The sign bit of a `bits`-wide value.
+#[inline(always)]
 pub fn sign(value: u64, bits: u32) -> bool {
     (value >> (bits - 1)) & 1 == 1
 }
 
 /// `value` (of `bits` bits) sign-extended to 64 bits.
+#[inline(always)]
 pub fn sign_extend(value: u64, bits: u32) -> u64 {
     if bits >= 64 {
         value
@@ -52,6 +57,7 @@ pub fn sign_extend(value: u64, bits: u32) -> u64 {
 }
 
 /// `flag` if `set`, else 0.
+#[inline(always)]
 pub(crate) fn bit(set: bool, flag: u64) -> u64 {
     if set {
         flag
@@ -61,14 +67,22 @@ pub(crate) fn bit(set: bool, flag: u64) -> u64 {
 }
 
 /// SF, ZF and PF of a result.
+#[inline(always)]
 pub fn szp(result: u64, bits: u32) -> u64 {
     let result = result & mask(bits);
-    bit(sign(result, bits), Flags::SF)
-        | bit(result == 0, Flags::ZF)
-        | bit((result as u8).count_ones().is_multiple_of(2), Flags::PF)
+    bit(sign(result, bits), Flags::SF) | bit(result == 0, Flags::ZF) | parity(result as u8)
+}
+
+/// PF for a result whose low byte is `low`: set when it has an even number of ones.
+/// (A nibble lookup: the baseline x86-64 target has no POPCNT.)
+#[inline(always)]
+fn parity(low: u8) -> u64 {
+    let nibble = (low ^ (low >> 4)) & 0xf;
+    ((0x9669u64 >> nibble) & 1) << 2
 }
 
 /// `a + b + carry` and its flags.
+#[inline(always)]
 pub fn add(a: u64, b: u64, carry: bool, bits: u32) -> (u64, u64) {
     let m = mask(bits);
     let (a, b, c) = (a & m, b & m, u64::from(carry));
@@ -82,6 +96,7 @@ pub fn add(a: u64, b: u64, carry: bool, bits: u32) -> (u64, u64) {
 }
 
 /// `a - b - borrow` and its flags.
+#[inline(always)]
 pub fn sub(a: u64, b: u64, borrow: bool, bits: u32) -> (u64, u64) {
     let m = mask(bits);
     let (a, b, c) = (a & m, b & m, u64::from(borrow));
@@ -94,8 +109,56 @@ pub fn sub(a: u64, b: u64, borrow: bool, bits: u32) -> (u64, u64) {
 }
 
 /// Flags of a logical result (AND, OR, XOR, TEST): CF and OF clear.
+#[inline(always)]
 pub fn logic(result: u64, bits: u32) -> u64 {
     szp(result, bits)
+}
+
+/// The two-operand ALU group's `a op b` (`op`: ADD, OR, ADC, SBB, AND, SUB, XOR, CMP or
+/// TEST) with `carry` in, and the arithmetic flags. CMP and TEST return what SUB and AND
+/// would; their callers do not store it.
+#[inline(always)]
+pub fn alu(op: Mnemonic, a: u64, b: u64, carry: bool, bits: u32) -> (u64, u64) {
+    match op {
+        Mnemonic::Add => add(a, b, false, bits),
+        Mnemonic::Adc => add(a, b, carry, bits),
+        Mnemonic::Sub | Mnemonic::Cmp => sub(a, b, false, bits),
+        Mnemonic::Sbb => sub(a, b, carry, bits),
+        Mnemonic::And | Mnemonic::Test => (a & b, logic(a & b, bits)),
+        Mnemonic::Or => (a | b, logic(a | b, bits)),
+        _ => (a ^ b, logic(a ^ b, bits)),
+    }
+}
+
+/// Whether condition `cc` holds for `rflags`.
+#[inline(always)]
+pub fn condition(cc: ConditionCode, rflags: u64) -> bool {
+    let flag = |f: u64| rflags & f != 0;
+    let (cf, zf, sf, of) = (
+        flag(Flags::CF),
+        flag(Flags::ZF),
+        flag(Flags::SF),
+        flag(Flags::OF),
+    );
+    match cc {
+        ConditionCode::None => true,
+        ConditionCode::o => of,
+        ConditionCode::no => !of,
+        ConditionCode::b => cf,
+        ConditionCode::ae => !cf,
+        ConditionCode::e => zf,
+        ConditionCode::ne => !zf,
+        ConditionCode::be => cf || zf,
+        ConditionCode::a => !cf && !zf,
+        ConditionCode::s => sf,
+        ConditionCode::ns => !sf,
+        ConditionCode::p => flag(Flags::PF),
+        ConditionCode::np => !flag(Flags::PF),
+        ConditionCode::l => sf != of,
+        ConditionCode::ge => sf == of,
+        ConditionCode::le => zf || sf != of,
+        ConditionCode::g => !zf && sf == of,
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +187,14 @@ mod tests {
         );
         assert_eq!(sub(0x80, 1, false, 8).1 & Flags::OF, Flags::OF);
         assert_eq!(sub(5, 5, false, 16).1 & Flags::ZF, Flags::ZF);
+    }
+
+    #[test]
+    fn test_parity_matches_a_bit_count() {
+        for low in 0..=255u8 {
+            let even = low.count_ones() % 2 == 0;
+            assert_eq!(parity(low) == Flags::PF, even, "{low:#x}");
+        }
     }
 
     #[test]

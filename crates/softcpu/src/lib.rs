@@ -10,8 +10,10 @@
 //! No KVM here: this crate depends on nothing but the decoder.
 
 pub mod atomic;
+mod block;
 mod cpu;
 mod cpuid;
+mod decoded;
 mod exception;
 mod exec;
 mod flags;
@@ -20,7 +22,7 @@ mod state;
 pub mod system;
 mod x87;
 
-pub use cpu::{Cpu, Exception, Exit};
+pub use cpu::{Cpu, Exception, Exit, RunResult};
 pub use cpuid::cpuid;
 pub use flags::Flags;
 pub use memory::{Access, FlatMemory, Memory, MemoryFault};

@@ -49,6 +49,20 @@ pub trait Memory {
     /// Writes `buf` at `addr`.
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemoryFault>;
 
+    /// Reads `len` (1..=8) bytes at `addr` as a little-endian integer. Memories override
+    /// it (and [`Memory::store`]) with a path that avoids the byte-slice copy: these two
+    /// carry nearly every integer access.
+    fn load(&mut self, addr: u64, len: usize, access: Access) -> Result<u64, MemoryFault> {
+        let mut buf = [0u8; 8];
+        self.read(addr, &mut buf[..len], access)?;
+        Ok(u64::from_le_bytes(buf))
+    }
+
+    /// Writes the `len` (1..=8) low bytes of `value` at `addr`.
+    fn store(&mut self, addr: u64, len: usize, value: u64) -> Result<(), MemoryFault> {
+        self.write(addr, &value.to_le_bytes()[..len])
+    }
+
     /// Reads `len` (1..=16) bytes at `addr` for an atomic read-modify-write, checked
     /// as a write (a locked instruction needs write access even if it stores nothing).
     fn read_for_update(&mut self, addr: u64, len: usize) -> Result<u128, MemoryFault> {
@@ -86,6 +100,14 @@ pub trait Memory {
     fn code_version(&mut self, _addr: u64) -> Option<u64> {
         None
     }
+
+    /// A number that changes whenever any page's code version changes (a code page is
+    /// written, or memory is mapped or unmapped). While it stays the same, decoded code
+    /// is known to be current without asking for each page's version; `None` (the
+    /// default) means the memory cannot tell.
+    fn code_generation(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Byte-addressable regions at fixed linear addresses; anything else faults.
@@ -97,6 +119,8 @@ pub struct FlatMemory {
     code: BTreeMap<u64, u64>,
     /// The last version handed out: versions are never reused.
     next_version: u64,
+    /// Changes whenever a code page's version does.
+    generation: u64,
 }
 
 impl FlatMemory {
@@ -117,6 +141,7 @@ impl FlatMemory {
         for (_, version) in self.code.range_mut(first..=last) {
             self.next_version += 1;
             *version = self.next_version;
+            self.generation += 1;
         }
     }
 
@@ -156,6 +181,10 @@ impl Memory for FlatMemory {
         let version = *self.code.entry(addr >> 12).or_insert(next);
         self.next_version = self.next_version.max(version);
         Some(version)
+    }
+
+    fn code_generation(&self) -> Option<u64> {
+        Some(self.generation)
     }
 }
 

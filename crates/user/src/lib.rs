@@ -99,8 +99,9 @@ pub fn run(program: &Path, args: &[Vec<u8>], env: &[Vec<u8>]) -> Result<i32, Use
     let stats = std::env::var_os("GASANG_USER_STATS").is_some();
     let mut executed: u64 = 0;
     loop {
-        executed += 1;
-        match cpu.step(&mut kernel.mem) {
+        let (done, result) = cpu.run(&mut kernel.mem, u64::MAX);
+        executed += done;
+        match result {
             Ok(None) => {}
             Ok(Some(Exit::Syscall)) => {
                 let next = cpu.state.rip;

@@ -35,15 +35,19 @@ impl Mapping {
 }
 
 /// Mappings sorted by start address; none overlap. A sorted vector: processes have few
-/// mappings, and the last one hit can be checked without a search.
+/// mappings, and the last two hit (data and stack, usually) are checked without a
+/// search.
 #[derive(Debug, Default)]
 pub struct UserMemory {
     maps: Vec<(u64, Mapping)>,
-    /// Index of the mapping the last access hit: most accesses hit it again.
-    last: usize,
+    /// Indices of the mappings the last accesses hit, most recent first: most accesses
+    /// hit one of them again.
+    last: [usize; 2],
     /// Code versions come from one counter, so that a version is never reused, even
     /// by a page mapped anew at the same address.
     next_version: u64,
+    /// Changes whenever a code page is written or mappings change.
+    generation: u64,
 }
 
 impl UserMemory {
@@ -62,12 +66,14 @@ impl UserMemory {
     fn insert(&mut self, start: u64, mapping: Mapping) {
         let at = self.maps.partition_point(|(s, _)| *s < start);
         self.maps.insert(at, (start, mapping));
-        self.last = 0;
+        self.last = [0; 2];
+        self.generation += 1;
     }
 
     /// Removes `[addr, addr + len)`, splitting mappings that straddle it.
     pub fn unmap(&mut self, addr: u64, len: u64) {
-        self.last = 0;
+        self.last = [0; 2];
+        self.generation += 1;
         let end = addr.saturating_add(len.next_multiple_of(PAGE));
         let (hit, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.maps)
             .into_iter()
@@ -123,15 +129,22 @@ impl UserMemory {
     }
 
     /// The mapping holding `addr` and `addr`'s offset in it.
+    #[inline]
     fn locate(&mut self, addr: u64) -> Option<(&mut Mapping, u64)> {
-        let hit = self
-            .maps
-            .get(self.last)
-            .is_some_and(|(start, m)| *start <= addr && addr < start + m.len());
-        if !hit {
-            self.last = self.index_of(addr)?;
+        let holds = |i: usize| {
+            self.maps
+                .get(i)
+                .is_some_and(|(start, m)| *start <= addr && addr < start + m.len())
+        };
+        if !holds(self.last[0]) {
+            let found = if holds(self.last[1]) {
+                self.last[1]
+            } else {
+                self.index_of(addr)?
+            };
+            self.last = [found, self.last[0]];
         }
-        let (start, mapping) = &mut self.maps[self.last];
+        let (start, mapping) = &mut self.maps[self.last[0]];
         Some((mapping, addr - *start))
     }
 }
@@ -171,10 +184,48 @@ impl Memory for UserMemory {
             }
             if bumped {
                 self.next_version = next_version;
+                self.generation += 1;
             }
             done += n;
         }
         Ok(())
+    }
+
+    #[inline]
+    fn load(&mut self, addr: u64, len: usize, access: Access) -> Result<u64, MemoryFault> {
+        let within = self.locate(addr).and_then(|(m, offset)| {
+            let offset = offset as usize;
+            m.data.get(offset..offset + len).map(little_endian)
+        });
+        match within {
+            Some(value) => Ok(value),
+            // Across the end of a mapping, or unmapped.
+            None => {
+                let mut buf = [0u8; 8];
+                self.read(addr, &mut buf[..len], access)?;
+                Ok(u64::from_le_bytes(buf))
+            }
+        }
+    }
+
+    #[inline]
+    fn store(&mut self, addr: u64, len: usize, value: u64) -> Result<(), MemoryFault> {
+        if let Some((m, offset)) = self.locate(addr) {
+            let at = offset as usize;
+            let page = at / PAGE as usize;
+            // Within one page that holds no decoded code: the common case, done here.
+            if at % PAGE as usize + len <= PAGE as usize && m.code[page] == 0 {
+                let bytes = value.to_le_bytes();
+                m.data[at..at + len].copy_from_slice(&bytes[..len]);
+                return Ok(());
+            }
+        }
+        self.write(addr, &value.to_le_bytes()[..len])
+    }
+
+    #[inline]
+    fn code_generation(&self) -> Option<u64> {
+        Some(self.generation)
     }
 
     fn code_version(&mut self, addr: u64) -> Option<u64> {
@@ -190,6 +241,22 @@ impl Memory for UserMemory {
             self.next_version = next_version;
         }
         Some(version)
+    }
+}
+
+/// `bytes` (1, 2, 4 or 8 of them) as a little-endian integer, without a variable-length
+/// copy.
+fn little_endian(bytes: &[u8]) -> u64 {
+    match *bytes {
+        [a] => u64::from(a),
+        [a, b] => u64::from(u16::from_le_bytes([a, b])),
+        [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
+        [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        _ => {
+            let mut buf = [0u8; 8];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            u64::from_le_bytes(buf)
+        }
     }
 }
 

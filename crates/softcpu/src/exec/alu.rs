@@ -12,15 +12,7 @@ pub fn binary(cx: &mut Exec<'_>) -> Result<(), Exception> {
     let a = cx.read(0)?;
     let b = cx.read(1)? & mask(bits);
     let carry = cx.flag(Flags::CF);
-    let (result, flags) = match cx.ins.mnemonic() {
-        Mnemonic::Add => flags::add(a, b, false, bits),
-        Mnemonic::Adc => flags::add(a, b, carry, bits),
-        Mnemonic::Sub | Mnemonic::Cmp => flags::sub(a, b, false, bits),
-        Mnemonic::Sbb => flags::sub(a, b, carry, bits),
-        Mnemonic::And => (a & b, flags::logic(a & b, bits)),
-        Mnemonic::Or => (a | b, flags::logic(a | b, bits)),
-        _ => (a ^ b, flags::logic(a ^ b, bits)),
-    };
+    let (result, flags) = flags::alu(cx.ins.mnemonic(), a, b, carry, bits);
     cx.set_flags(Flags::ARITH, flags);
     if cx.ins.mnemonic() != Mnemonic::Cmp {
         cx.write(0, result)?;

@@ -23,7 +23,9 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
             cx.write(0, v & mask(cx.bits(0)))?;
         }
         Lea => {
-            let v = cx.ea() & mask(cx.bits(0));
+            // The offset alone: a segment override does not apply to LEA.
+            let offset = cx.d.ea.map_or_else(|| cx.ea(), |a| a.offset(cx.st));
+            let v = offset & mask(cx.bits(0));
             cx.write(0, v)?;
         }
         Xchg => {

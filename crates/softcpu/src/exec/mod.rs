@@ -3,7 +3,8 @@
 mod alu;
 mod control;
 mod data;
-mod locked;
+pub(crate) mod fast;
+pub(crate) mod locked;
 mod mmx;
 mod muldiv;
 mod operand;
@@ -18,6 +19,7 @@ mod x87_host;
 use iced_x86::{EncodingKind, Instruction, Mnemonic};
 
 use crate::cpu::{Exception, Exit};
+use crate::decoded::Decoded;
 use crate::memory::Memory;
 use crate::state::CpuState;
 
@@ -29,6 +31,8 @@ pub(crate) struct Exec<'a> {
     pub mem: &'a mut dyn Memory,
     /// The decoded instruction.
     pub ins: &'a Instruction,
+    /// The same, with its operands and handler worked out.
+    pub d: &'a Decoded,
     /// Set by an instruction that faulted part-way but must keep what it did (a REP).
     pub keep_partial: bool,
     /// While a locked instruction runs: its memory operand (see [`locked`]).
@@ -38,40 +42,80 @@ pub(crate) struct Exec<'a> {
     pub kernel: bool,
 }
 
-/// Runs `cx.ins`.
-pub(crate) fn execute(cx: &mut Exec<'_>) -> Result<Option<Exit>, Exception> {
+/// Which part of the executor runs an instruction: chosen once, when it is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handler {
+    /// VEX, EVEX, XOP and 3DNow! encodings: neither implemented nor advertised.
+    Invalid,
+    Nop,
+    Alu,
+    Test,
+    Unary,
+    MulDiv,
+    Shift,
+    ShiftDouble,
+    String,
+    Control,
+    Jcc,
+    Cmov,
+    Setcc,
+    /// System instructions, then everything else.
+    Other,
+}
+
+/// The handler for `ins`.
+pub(crate) fn classify(ins: &Instruction) -> Handler {
     use Mnemonic::*;
-    // VEX, EVEX, XOP and 3DNow! instructions are neither implemented nor advertised.
-    if cx.ins.encoding() != EncodingKind::Legacy {
-        return Err(Exception::InvalidOpcode);
+    if ins.encoding() != EncodingKind::Legacy {
+        return Handler::Invalid;
     }
-    if cx.locked.is_none() && locked::is_locked(cx.ins) {
-        return locked::execute(cx, execute);
-    }
-    match cx.ins.mnemonic() {
+    match ins.mnemonic() {
         Nop | Endbr64 | Pause | Lfence | Sfence | Mfence | Prefetchnta | Prefetcht0
-        | Prefetcht1 | Prefetcht2 | Prefetchw => {}
-        Add | Or | Adc | Sbb | And | Sub | Xor | Cmp => alu::binary(cx)?,
-        Test => alu::test(cx)?,
-        Inc | Dec | Neg | Not => alu::unary(cx)?,
-        Mul | Imul | Div | Idiv => muldiv::execute(cx)?,
-        Shl | Sal | Shr | Sar | Rol | Ror | Rcl | Rcr => shift::execute(cx)?,
-        Shld | Shrd => shift::double(cx)?,
+        | Prefetcht1 | Prefetcht2 | Prefetchw => Handler::Nop,
+        Add | Or | Adc | Sbb | And | Sub | Xor | Cmp => Handler::Alu,
+        Test => Handler::Test,
+        Inc | Dec | Neg | Not => Handler::Unary,
+        Mul | Imul | Div | Idiv => Handler::MulDiv,
+        Shl | Sal | Shr | Sar | Rol | Ror | Rcl | Rcr => Handler::Shift,
+        Shld | Shrd => Handler::ShiftDouble,
         Movsb | Movsw | Movsd | Movsq | Stosb | Stosw | Stosd | Stosq | Lodsb | Lodsw | Lodsd
         | Lodsq | Cmpsb | Cmpsw | Cmpsd | Cmpsq | Scasb | Scasw | Scasd | Scasq
-            if string::is_string(cx.ins) =>
+            if string::is_string(ins) =>
         {
-            string::execute(cx)?
+            Handler::String
         }
         Push | Pop | Call | Ret | Jmp | Leave | Jrcxz | Jecxz | Loop | Loope | Loopne => {
-            control::execute(cx)?
+            Handler::Control
         }
-        m if cx.ins.is_jcc_short_or_near() => control::jcc(cx, m)?,
+        _ if ins.is_jcc_short_or_near() => Handler::Jcc,
         Cmovo | Cmovno | Cmovb | Cmovae | Cmove | Cmovne | Cmovbe | Cmova | Cmovs | Cmovns
-        | Cmovp | Cmovnp | Cmovl | Cmovge | Cmovle | Cmovg => data::cmovcc(cx)?,
+        | Cmovp | Cmovnp | Cmovl | Cmovge | Cmovle | Cmovg => Handler::Cmov,
         Seto | Setno | Setb | Setae | Sete | Setne | Setbe | Seta | Sets | Setns | Setp | Setnp
-        | Setl | Setge | Setle | Setg => data::setcc(cx)?,
-        _ => match privileged::execute(cx) {
+        | Setl | Setge | Setle | Setg => Handler::Setcc,
+        _ => Handler::Other,
+    }
+}
+
+/// Runs `cx.ins`.
+pub(crate) fn execute(cx: &mut Exec<'_>) -> Result<Option<Exit>, Exception> {
+    if cx.d.locked && cx.locked.is_none() {
+        return locked::execute(cx, execute);
+    }
+    match cx.d.handler {
+        Handler::Invalid => return Err(Exception::InvalidOpcode),
+        Handler::Nop => {}
+        Handler::Alu => alu::binary(cx)?,
+        Handler::Test => alu::test(cx)?,
+        Handler::Unary => alu::unary(cx)?,
+        Handler::MulDiv => muldiv::execute(cx)?,
+        Handler::Shift => shift::execute(cx)?,
+        Handler::ShiftDouble => shift::double(cx)?,
+        Handler::String => string::execute(cx)?,
+        Handler::Control => control::execute(cx)?,
+        Handler::Jcc => control::jcc(cx, cx.ins.mnemonic())?,
+        Handler::Cmov => data::cmovcc(cx)?,
+        Handler::Setcc => data::setcc(cx)?,
+        Handler::Other => match privileged::execute(cx) {
             Some(result) => return result,
             None => data::execute(cx)?,
         },

@@ -34,14 +34,21 @@ fn imul_truncating(cx: &mut Exec<'_>) -> Result<(), Exception> {
     } else {
         (cx.read(0)?, cx.read(1)?)
     };
+    let (result, flags) = imul(a, b, bits);
+    cx.set_flags(Flags::ARITH, flags);
+    cx.write(0, result)
+}
+
+/// The truncated signed product of `bits`-wide `a` and `b`, and its flags: CF = OF =
+/// "the result did not fit".
+pub fn imul(a: u64, b: u64, bits: u32) -> (u64, u64) {
     let full = i128::from(sign_extend(a, bits) as i64)
         * i128::from(sign_extend(b & mask(bits), bits) as i64);
     let result = (full as u64) & mask(bits);
     let overflow = i128::from(sign_extend(result, bits) as i64) != full;
     let flags = if overflow { Flags::CF | Flags::OF } else { 0 };
     // SF, ZF, PF are undefined; real CPUs set them from the result.
-    cx.set_flags(Flags::ARITH, flags | szp(result, bits));
-    cx.write(0, result)
+    (result, flags | szp(result, bits))
 }
 
 /// MUL / IMUL r/m: the double-width product in (E/R)DX:(E/R)AX (AH:AL for bytes).

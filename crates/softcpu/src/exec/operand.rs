@@ -1,10 +1,11 @@
 //! Operands: registers, memory, immediates; effective addresses; conditions.
 
-use iced_x86::{ConditionCode, OpKind, Register};
+use iced_x86::{OpKind, Register};
 
 use super::Exec;
 use crate::cpu::Exception;
-use crate::flags::{mask, Flags};
+use crate::decoded::{gpr_get, gpr_set, operand_bits, Operand};
+use crate::flags::mask;
 use crate::memory::Access;
 
 /// AH, CH, DH, BH: bits 8..16 of RAX, RCX, RDX, RBX.
@@ -70,18 +71,24 @@ impl Exec<'_> {
 
     /// Width of operand `i` in bits.
     pub fn bits(&self, i: u32) -> u32 {
-        match self.ins.op_kind(i) {
-            OpKind::Register => self.ins.op_register(i).size() as u32 * 8,
-            OpKind::Memory => self.ins.memory_size().size() as u32 * 8,
-            OpKind::Immediate8 => 8,
-            OpKind::Immediate16 => 16,
-            OpKind::Immediate32 => 32,
-            _ => 64,
+        match self.d.operands.get(i as usize) {
+            Some(Operand::Gpr { bits, .. })
+            | Some(Operand::Memory { bits })
+            | Some(Operand::Immediate { bits, .. }) => u32::from(*bits),
+            _ => operand_bits(self.ins, i),
         }
     }
 
     /// The memory operand's linear address.
     pub fn ea(&self) -> u64 {
+        match self.d.ea {
+            Some(a) => a.linear(self.st),
+            None => self.ea_uncommon(),
+        }
+    }
+
+    /// The linear address of a memory operand [`Decoded`] has no recipe for.
+    fn ea_uncommon(&self) -> u64 {
         let ins = self.ins;
         let base = ins.memory_base();
         let offset = if matches!(base, Register::RIP | Register::EIP) {
@@ -122,9 +129,7 @@ impl Exec<'_> {
         if self.locked.is_some() {
             return Ok(self.load_wide(addr, len)? as u64);
         }
-        let mut buf = [0u8; 8];
-        self.mem.read(addr, &mut buf[..len], Access::Read)?;
-        Ok(u64::from_le_bytes(buf))
+        Ok(self.mem.load(addr, len, Access::Read)?)
     }
 
     /// Writes the low `bits` bits of `value` at linear `addr`.
@@ -133,12 +138,19 @@ impl Exec<'_> {
         if self.locked.is_some() {
             return self.store_wide(addr, len, u128::from(value));
         }
-        self.mem.write(addr, &value.to_le_bytes()[..len])?;
-        Ok(())
+        Ok(self.mem.store(addr, len, value)?)
     }
 
     /// Operand `i`'s value, zero-extended (immediates sign-extended to their operand).
     pub fn read(&mut self, i: u32) -> Result<u64, Exception> {
+        match self.d.operands.get(i as usize) {
+            Some(&Operand::Gpr { index, shift, bits }) => {
+                return Ok(gpr_get(self.st, index, shift, bits))
+            }
+            Some(&Operand::Memory { bits }) => return self.load(self.ea(), bits.into()),
+            Some(&Operand::Immediate { value, .. }) => return Ok(value),
+            _ => {}
+        }
         match self.ins.op_kind(i) {
             OpKind::Register => Ok(self.reg(gpr(self.ins.op_register(i))?)),
             OpKind::Memory => {
@@ -151,6 +163,14 @@ impl Exec<'_> {
 
     /// Writes operand `i` (a register or memory).
     pub fn write(&mut self, i: u32, value: u64) -> Result<(), Exception> {
+        match self.d.operands.get(i as usize) {
+            Some(&Operand::Gpr { index, shift, bits }) => {
+                gpr_set(self.st, index, shift, bits, value);
+                return Ok(());
+            }
+            Some(&Operand::Memory { bits }) => return self.store(self.ea(), bits.into(), value),
+            _ => {}
+        }
         match self.ins.op_kind(i) {
             OpKind::Register => {
                 self.set_reg(gpr(self.ins.op_register(i))?, value);
@@ -176,31 +196,6 @@ impl Exec<'_> {
 
     /// Evaluates the instruction's condition code against RFLAGS.
     pub fn condition(&self) -> bool {
-        let (cf, zf, sf, of, pf) = (
-            self.flag(Flags::CF),
-            self.flag(Flags::ZF),
-            self.flag(Flags::SF),
-            self.flag(Flags::OF),
-            self.flag(Flags::PF),
-        );
-        match self.ins.condition_code() {
-            ConditionCode::None => true,
-            ConditionCode::o => of,
-            ConditionCode::no => !of,
-            ConditionCode::b => cf,
-            ConditionCode::ae => !cf,
-            ConditionCode::e => zf,
-            ConditionCode::ne => !zf,
-            ConditionCode::be => cf || zf,
-            ConditionCode::a => !cf && !zf,
-            ConditionCode::s => sf,
-            ConditionCode::ns => !sf,
-            ConditionCode::p => pf,
-            ConditionCode::np => !pf,
-            ConditionCode::l => sf != of,
-            ConditionCode::ge => sf == of,
-            ConditionCode::le => zf || sf != of,
-            ConditionCode::g => !zf && sf == of,
-        }
+        crate::flags::condition(self.ins.condition_code(), self.st.rflags)
     }
 }

@@ -25,8 +25,18 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
     if n == 0 {
         return cx.write(0, a);
     }
+    let (result, flags, which) = result(cx.ins.mnemonic(), a, n, bits, cx.flag(Flags::CF));
+    // AF is undefined after shifts with a non-zero count; real CPUs clear it.
+    cx.set_flags(which, flags);
+    cx.write(0, result)
+}
+
+/// A shift or rotate `mnemonic` of the `bits`-wide `a` by the masked, non-zero count
+/// `n`, with `cf` in: the result, its flags, and which flags it sets.
+#[inline(always)]
+pub fn result(mnemonic: Mnemonic, a: u64, n: u32, bits: u32, cf: bool) -> (u64, u64, u64) {
     let m = mask(bits);
-    let (result, flags, which) = match cx.ins.mnemonic() {
+    match mnemonic {
         Mnemonic::Shl | Mnemonic::Sal => {
             let r = if n >= bits { 0 } else { (a << n) & m };
             let cf = n <= bits && (a >> (bits - n)) & 1 == 1;
@@ -52,12 +62,9 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
             let cf = (s >> (n - 1).min(63)) & 1 == 1;
             (r, szp(r, bits) | bit(cf, Flags::CF), Flags::ARITH)
         }
-        Mnemonic::Rol | Mnemonic::Ror => rotate(cx.ins.mnemonic(), a, n, bits),
-        _ => rotate_through_carry(cx.ins.mnemonic(), a, n, bits, cx.flag(Flags::CF)),
-    };
-    // AF is undefined after shifts with a non-zero count; real CPUs clear it.
-    cx.set_flags(which, flags);
-    cx.write(0, result)
+        Mnemonic::Rol | Mnemonic::Ror => rotate(mnemonic, a, n, bits),
+        _ => rotate_through_carry(mnemonic, a, n, bits, cf),
+    }
 }
 
 /// ROL / ROR: only CF and OF change.

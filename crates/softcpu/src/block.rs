@@ -1,0 +1,144 @@
+//! Decoded basic blocks, cached by start address and checked against the versions of
+//! the code pages they were decoded from, so that code written after decoding
+//! (self-modifying code, a loader reusing memory) is decoded afresh.
+//!
+//! A block runs from its start to the first instruction that may transfer control, is
+//! at most [`MAX_BLOCK`] instructions long and starts every instruction on its first
+//! page. The executor runs a block's instructions one after another and leaves it early
+//! when one branches or the code pages change under it. A JIT would translate the same
+//! blocks.
+
+use iced_x86::{FlowControl, Instruction};
+
+use crate::decoded::Decoded;
+use crate::memory::Memory;
+
+/// The most instructions in one block.
+pub(crate) const MAX_BLOCK: usize = 32;
+
+/// Blocks kept, direct-mapped by start address.
+const SLOTS: usize = 1 << 12;
+
+/// Versions of the first and last page a block's bytes lie on (the same page twice
+/// unless its last instruction crosses into the next page).
+pub(crate) type CodeVersion = (u64, u64);
+
+/// A run of decoded instructions.
+#[derive(Debug)]
+pub(crate) struct Block {
+    /// The first instruction's address.
+    pub start: u64,
+    /// Its code pages' versions when decoded.
+    pub version: CodeVersion,
+    /// The memory's code generation when the versions were last found current.
+    pub generation: Option<u64>,
+    /// Its instructions, in order.
+    pub instructions: Box<[Decoded]>,
+}
+
+impl Block {
+    /// A block of `instructions` (at least one), decoded from code at `version`.
+    pub fn new(instructions: Vec<Decoded>, version: CodeVersion, generation: Option<u64>) -> Self {
+        Self {
+            start: instructions.first().map_or(0, |d| d.ins.ip()),
+            version,
+            generation,
+            instructions: instructions.into_boxed_slice(),
+        }
+    }
+
+    /// Whether the block still matches the code in `mem`, whose code generation is
+    /// `generation`. Cheap while that has not moved since the block was last found
+    /// current; otherwise the pages' versions are compared, and a match is remembered
+    /// for the new generation.
+    #[inline]
+    fn is_current(&mut self, mem: &mut dyn Memory, generation: Option<u64>) -> bool {
+        if generation.is_some() && generation == self.generation {
+            return true;
+        }
+        let end = self
+            .instructions
+            .last()
+            .map_or(self.start, |d| d.ins.next_ip());
+        if code_version(mem, self.start, end - self.start) != Some(self.version) {
+            return false;
+        }
+        self.generation = generation;
+        true
+    }
+}
+
+/// Whether decoding a block ends after `ins`: it may not fall through to the next
+/// instruction.
+pub(crate) fn ends_block(ins: &Instruction) -> bool {
+    ins.flow_control() != FlowControl::Next
+}
+
+/// The versions of the code pages under `[addr, addr + len)`; `None` if the memory
+/// cannot tell (nothing is cached then).
+pub(crate) fn code_version(mem: &mut dyn Memory, addr: u64, len: u64) -> Option<CodeVersion> {
+    let first = mem.code_version(addr)?;
+    let last = addr.wrapping_add(len.max(1) - 1);
+    if last >> 12 == addr >> 12 {
+        return Some((first, first));
+    }
+    Some((first, mem.code_version(last)?))
+}
+
+/// Blocks by start address.
+#[derive(Debug, Default)]
+pub(crate) struct BlockCache {
+    slots: Vec<Option<Box<Block>>>,
+}
+
+impl Clone for BlockCache {
+    /// A copy starts empty: blocks are only a cache.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl BlockCache {
+    fn slot(addr: u64) -> usize {
+        (addr as usize ^ (addr >> 12) as usize) % SLOTS
+    }
+
+    /// The slot of the current block starting at `addr`, if cached, given the memory's
+    /// current code generation. A stale one is dropped.
+    #[inline]
+    pub fn find(
+        &mut self,
+        addr: u64,
+        mem: &mut dyn Memory,
+        generation: Option<u64>,
+    ) -> Option<usize> {
+        let index = Self::slot(addr);
+        let slot = self.slots.get_mut(index)?;
+        let current = match slot.as_deref_mut() {
+            Some(block) if block.start == addr => block.is_current(mem, generation),
+            _ => return None,
+        };
+        if !current {
+            *slot = None;
+            return None;
+        }
+        Some(index)
+    }
+
+    /// The block in `slot`, as [`BlockCache::find`] or [`BlockCache::insert`] returned.
+    pub fn get(&self, slot: usize) -> &Block {
+        self.slots[slot]
+            .as_deref()
+            .expect("slots come from find or insert, which fill them")
+    }
+
+    /// Keeps `block`, replacing whatever shared its slot; returns the slot.
+    pub fn insert(&mut self, block: Block) -> usize {
+        if self.slots.is_empty() {
+            self.slots.resize_with(SLOTS, || None);
+        }
+        let index = Self::slot(block.start);
+        self.slots[index] = Some(Box::new(block));
+        index
+    }
+}
