@@ -92,6 +92,12 @@ pub(crate) enum Fast {
     Test,
     /// INC (false) or DEC (true) of operand 0.
     IncDec(bool),
+    /// NOT of operand 0.
+    Not,
+    /// NEG of operand 0.
+    Neg,
+    /// BSWAP of a 32- or 64-bit register.
+    Bswap,
     /// SHL, SHR, SAR, ROL, ROR by an immediate or CL.
     Shl,
     Shr,
@@ -106,6 +112,10 @@ pub(crate) enum Fast {
     Jmp(u64),
     /// CALL to the target.
     Call(u64),
+    /// CALL to operand 0's value.
+    CallIndirect,
+    /// JMP to operand 0's value.
+    JmpIndirect,
     /// RET without an immediate.
     Ret,
     /// 64-bit PUSH of operand 0.
@@ -122,9 +132,11 @@ pub(crate) enum Fast {
 /// memory operand, if any, has an address recipe).
 fn fast_form(ins: &Instruction, operands: &[Operand; 2], has_ea: bool) -> Fast {
     use Mnemonic::*;
+    // LEA's memory operand is only an address: it has no size.
+    let lea = ins.mnemonic() == Mnemonic::Lea;
     let integer = |op: &Operand| match *op {
         Operand::Gpr { .. } | Operand::Immediate { .. } => true,
-        Operand::Memory { bits } => has_ea && matches!(bits, 8 | 16 | 32 | 64),
+        Operand::Memory { bits } => has_ea && (lea || matches!(bits, 8 | 16 | 32 | 64)),
         Operand::Other => false,
     };
     let count = ins.op_count() as usize;
@@ -157,6 +169,16 @@ fn fast_form(ins: &Instruction, operands: &[Operand; 2], has_ea: bool) -> Fast {
         }
         Ret if count == 0 => Fast::Ret,
         _ if !plain || !one_memory || ins.encoding() != iced_x86::EncodingKind::Legacy => Fast::No,
+        Call | Jmp if count == 1 && operand_bits(ins, 0) == 64 => {
+            if m == Call {
+                Fast::CallIndirect
+            } else {
+                Fast::JmpIndirect
+            }
+        }
+        Not => Fast::Not,
+        Neg => Fast::Neg,
+        Bswap if matches!(operands[0], Operand::Gpr { bits: 32 | 64, .. }) => Fast::Bswap,
         Push | Pop if count == 1 && operand_bits(ins, 0) == 64 => {
             if m == Push {
                 Fast::Push
@@ -201,7 +223,7 @@ fn fast_form(ins: &Instruction, operands: &[Operand; 2], has_ea: bool) -> Fast {
 fn may_write(fast: Fast, dst: Operand) -> bool {
     let stores = matches!(dst, Operand::Memory { .. });
     match fast {
-        Fast::No | Fast::Push | Fast::Call(_) => true,
+        Fast::No | Fast::Push | Fast::Call(_) | Fast::CallIndirect => true,
         Fast::Cmp | Fast::Test => false,
         Fast::Mov
         | Fast::Movzx
@@ -214,6 +236,8 @@ fn may_write(fast: Fast, dst: Operand) -> bool {
         | Fast::Sub
         | Fast::Xor
         | Fast::IncDec(_)
+        | Fast::Not
+        | Fast::Neg
         | Fast::Shl
         | Fast::Shr
         | Fast::Sar
@@ -223,7 +247,13 @@ fn may_write(fast: Fast, dst: Operand) -> bool {
         | Fast::Cmov(_)
         | Fast::Setcc(_)
         | Fast::Pop => stores,
-        Fast::Nop | Fast::Lea | Fast::Jcc(..) | Fast::Jmp(_) | Fast::Ret => false,
+        Fast::Nop
+        | Fast::Lea
+        | Fast::Bswap
+        | Fast::Jcc(..)
+        | Fast::Jmp(_)
+        | Fast::JmpIndirect
+        | Fast::Ret => false,
     }
 }
 

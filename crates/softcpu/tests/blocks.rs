@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use gasang_softcpu::{Cpu, CpuState, Exception, Exit, FlatMemory};
+use gasang_softcpu::{Cpu, CpuState, Exception, Exit, FlatMemory, Memory};
 use iced_x86::code_asm::*;
 
 const BASE: u64 = 0x40_0000;
@@ -25,7 +25,8 @@ fn machine(code: Vec<u8>) -> (Cpu, FlatMemory) {
     (Cpu::new(state), mem)
 }
 
-/// A loop with calls, memory operands, flags and a fall-through into SYSCALL.
+/// A loop with direct and indirect calls, memory operands, flags and a fall-through
+/// into SYSCALL.
 fn program() -> Vec<u8> {
     asm(|a| {
         let mut top = a.create_label();
@@ -35,7 +36,12 @@ fn program() -> Vec<u8> {
         a.set_label(&mut top)?;
         a.push(rcx)?;
         a.call(double)?;
+        a.lea(r9, ptr(double))?;
+        a.call(r9)?;
         a.pop(rcx)?;
+        a.not(r10)?;
+        a.neg(r10d)?;
+        a.bswap(r10)?;
         a.add(rax, rcx)?;
         a.mov(qword_ptr(rsp - 16), rax)?;
         a.xor(rax, qword_ptr(rsp - 16))?;
@@ -142,4 +148,20 @@ fn test_fault_mid_block_stops_on_the_faulting_instruction() {
     );
     assert_eq!(cpu.state.rip, BASE + 5, "on the faulting add");
     assert_eq!((cpu.state.gpr[0], cpu.state.gpr[3]), (7, 0));
+}
+
+/// LEA computes the offset: a segment override does not add the segment's base.
+#[test]
+fn test_lea_ignores_a_segment_override() {
+    let code = asm(|a| {
+        a.lea(rax, qword_ptr(rbx + 8).fs())?;
+        a.mov(rcx, qword_ptr(8).fs())
+    });
+    let (mut cpu, mut mem) = machine(code);
+    cpu.state.seg[4].base = 0x1f_f000; // FS: the stack page
+    cpu.state.gpr[3] = 0x100;
+    mem.write(0x1f_f008, &0x1234u64.to_le_bytes()).unwrap();
+    cpu.run(&mut mem, 2).1.unwrap();
+    assert_eq!(cpu.state.gpr[0], 0x108, "LEA: offset only");
+    assert_eq!(cpu.state.gpr[1], 0x1234, "MOV: FS base added");
 }

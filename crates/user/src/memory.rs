@@ -35,14 +35,14 @@ impl Mapping {
 }
 
 /// Mappings sorted by start address; none overlap. A sorted vector: processes have few
-/// mappings, and the last two hit (data and stack, usually) are checked without a
-/// search.
+/// mappings, and a small page-indexed table remembers which mapping recent pages were
+/// in, so that most accesses need no search.
 #[derive(Debug, Default)]
 pub struct UserMemory {
     maps: Vec<(u64, Mapping)>,
-    /// Indices of the mappings the last accesses hit, most recent first: most accesses
-    /// hit one of them again.
-    last: [usize; 2],
+    /// By page number modulo its size: a page recently accessed and the index of its
+    /// mapping (page `u64::MAX`: empty). Cleared whenever mappings change.
+    recent: Recent,
     /// Code versions come from one counter, so that a version is never reused, even
     /// by a page mapped anew at the same address.
     next_version: u64,
@@ -66,13 +66,13 @@ impl UserMemory {
     fn insert(&mut self, start: u64, mapping: Mapping) {
         let at = self.maps.partition_point(|(s, _)| *s < start);
         self.maps.insert(at, (start, mapping));
-        self.last = [0; 2];
+        self.recent = Recent::default();
         self.generation += 1;
     }
 
     /// Removes `[addr, addr + len)`, splitting mappings that straddle it.
     pub fn unmap(&mut self, addr: u64, len: u64) {
-        self.last = [0; 2];
+        self.recent = Recent::default();
         self.generation += 1;
         let end = addr.saturating_add(len.next_multiple_of(PAGE));
         let (hit, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.maps)
@@ -131,21 +131,30 @@ impl UserMemory {
     /// The mapping holding `addr` and `addr`'s offset in it.
     #[inline]
     fn locate(&mut self, addr: u64) -> Option<(&mut Mapping, u64)> {
-        let holds = |i: usize| {
-            self.maps
-                .get(i)
-                .is_some_and(|(start, m)| *start <= addr && addr < start + m.len())
+        let page = addr / PAGE;
+        let entry = &mut self.recent.0[page as usize % RECENT];
+        let index = if entry.0 == page {
+            entry.1
+        } else {
+            let index = self.index_of(addr)?;
+            self.recent.0[page as usize % RECENT] = (page, index);
+            index
         };
-        if !holds(self.last[0]) {
-            let found = if holds(self.last[1]) {
-                self.last[1]
-            } else {
-                self.index_of(addr)?
-            };
-            self.last = [found, self.last[0]];
-        }
-        let (start, mapping) = &mut self.maps[self.last[0]];
+        let (start, mapping) = &mut self.maps[index];
         Some((mapping, addr - *start))
+    }
+}
+
+/// Pages in [`UserMemory::recent`].
+const RECENT: usize = 256;
+
+/// See [`UserMemory::recent`].
+#[derive(Debug)]
+struct Recent([(u64, usize); RECENT]);
+
+impl Default for Recent {
+    fn default() -> Self {
+        Self([(u64::MAX, 0); RECENT])
     }
 }
 

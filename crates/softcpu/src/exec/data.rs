@@ -49,12 +49,7 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
         Bswap => {
             let bits = cx.bits(0);
             let v = cx.read(0)?;
-            let swapped = if bits == 64 {
-                v.swap_bytes()
-            } else {
-                u64::from((v as u32).swap_bytes())
-            };
-            cx.write(0, swapped)?;
+            cx.write(0, byte_swap(v, bits))?;
         }
         Cpuid | Rdtsc | Rdtscp => cpu_info(cx),
         Clc => cx.set_flags(Flags::CF, 0),
@@ -271,6 +266,15 @@ fn bit_scan(cx: &mut Exec<'_>) -> Result<(), Exception> {
         }
     }
     Ok(())
+}
+
+/// BSWAP of a `bits`-wide register (32 or 64; 16 is undefined and zeroes it here).
+pub(super) fn byte_swap(v: u64, bits: u32) -> u64 {
+    if bits == 64 {
+        v.swap_bytes()
+    } else {
+        u64::from((v as u32).swap_bytes())
+    }
 }
 
 /// CMOVcc: a 32-bit CMOV zero-extends the destination even when the condition is false.

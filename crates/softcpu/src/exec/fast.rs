@@ -58,6 +58,20 @@ pub(crate) fn execute<M: Memory>(
             write(st, mem, d, dst, r)?;
             set_flags(st, Flags::ARITH & !Flags::CF, f);
         }
+        Fast::Not => {
+            let v = !read(st, mem, d, dst)?;
+            write(st, mem, d, dst, v)?;
+        }
+        Fast::Neg => {
+            let a = read(st, mem, d, dst)?;
+            let (r, f) = flags::sub(0, a, false, bits(dst));
+            write(st, mem, d, dst, r)?;
+            set_flags(st, Flags::ARITH, f);
+        }
+        Fast::Bswap => {
+            let v = super::data::byte_swap(read(st, mem, d, dst)?, bits(dst));
+            write(st, mem, d, dst, v)?;
+        }
         Fast::Shl => shift(st, mem, d, Mnemonic::Shl)?,
         Fast::Shr => shift(st, mem, d, Mnemonic::Shr)?,
         Fast::Sar => shift(st, mem, d, Mnemonic::Sar)?,
@@ -94,6 +108,14 @@ pub(crate) fn execute<M: Memory>(
             st.set_reg(Gpr::Rsp, rsp);
             st.rip = target;
         }
+        Fast::CallIndirect => {
+            let target = read(st, mem, d, dst)?;
+            let rsp = st.reg(Gpr::Rsp).wrapping_sub(8);
+            mem.store(rsp, 8, st.rip)?;
+            st.set_reg(Gpr::Rsp, rsp);
+            st.rip = target;
+        }
+        Fast::JmpIndirect => st.rip = read(st, mem, d, dst)?,
         Fast::Ret => {
             let rsp = st.reg(Gpr::Rsp);
             st.rip = mem.load(rsp, 8, Access::Read)?;
