@@ -224,6 +224,9 @@ fn execute(state: &mut CpuState, mem: &mut dyn Memory, d: &Decoded, kernel: bool
     };
     let result = exec::execute(&mut cx);
     if let Err(e) = result {
+        if e == Exception::InvalidOpcode {
+            exec::note_invalid_opcode(&d.ins);
+        }
         if !cx.keep_partial {
             state.gpr = saved.gpr;
             state.rflags = saved.rflags;

@@ -1,15 +1,31 @@
 //! The CPU model CPUID reports: honest, it advertises only what this CPU implements,
 //! so that software picks code paths that work here.
 
+use crate::system::paging::PHYS_BITS;
+
 /// The vendor string (EBX, EDX, ECX of leaf 0).
 const VENDOR: &[u8; 12] = b"GasangSoftCP";
 /// The brand string (leaves 0x8000_0002..4).
 const BRAND: &[u8; 48] = b"gasang software CPU (x86-64 interpreter)\0\0\0\0\0\0\0\0";
 
-/// Leaf 1 EDX: FPU (0), TSC (4), CX8 (8), CMOV (15), MMX (23), FXSR (24), SSE (25),
-/// SSE2 (26): the x86-64 baseline.
-const LEAF1_EDX: u32 =
-    1 | (1 << 4) | (1 << 8) | (1 << 15) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26);
+/// Leaf 1 EDX: the x86-64 baseline FPU (0), TSC (4), CX8 (8), CMOV (15), MMX (23),
+/// FXSR (24), SSE (25), SSE2 (26); and the system features the kernel requires, all
+/// implemented: DE (2, CR4.DE), PSE (3, large pages), MSR (5), PAE (6), PGE (13,
+/// global pages), PAT (16, the PAT MSR; caching attributes mean nothing here).
+const LEAF1_EDX: u32 = 1
+    | (1 << 2)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 6)
+    | (1 << 8)
+    | (1 << 13)
+    | (1 << 15)
+    | (1 << 16)
+    | (1 << 23)
+    | (1 << 24)
+    | (1 << 25)
+    | (1 << 26);
 /// Leaf 1 ECX: CMPXCHG16B (13), POPCNT (23).
 const LEAF1_ECX: u32 = (1 << 13) | (1 << 23);
 /// Leaf 0x8000_0001 EDX: SYSCALL (11), NX (20), RDTSCP (27), long mode (29).
@@ -32,13 +48,15 @@ pub fn cpuid(leaf: u32, _sub: u32) -> [u32; 4] {
         0 => [1, vendor[0], vendor[2], vendor[1]],
         // CLFLUSH line size 8 x 8 bytes; one logical processor; APIC ID 0.
         1 => [SIGNATURE, (8 << 8) | (1 << 16), LEAF1_ECX, LEAF1_EDX],
-        0x8000_0000 => [0x8000_0004, 0, 0, 0],
+        0x8000_0000 => [0x8000_0008, 0, 0, 0],
         0x8000_0001 => [0, 0, EXT1_ECX, EXT1_EDX],
         0x8000_0002..=0x8000_0004 => {
             let at = ((leaf - 0x8000_0002) * 16) as usize;
             let w: Vec<u32> = words(&BRAND[at..at + 16]).collect();
             [w[0], w[1], w[2], w[3]]
         }
+        // Physical and linear address bits (no 1 GiB pages: EXT1_EDX bit 26 is clear).
+        0x8000_0008 => [PHYS_BITS | (48 << 8), 0, 0, 0],
         _ => [0; 4],
     }
 }
@@ -72,8 +90,20 @@ mod tests {
         assert_ne!(ecx & (1 << 13), 0, "CMPXCHG16B");
         assert_ne!(edx & (1 << 15), 0, "CMOV");
         assert_ne!(ecx & (1 << 23), 0, "POPCNT");
+        for (bit, name) in [(3, "PSE"), (5, "MSR"), (6, "PAE"), (13, "PGE"), (16, "PAT")] {
+            assert_ne!(edx & (1 << bit), 0, "{name}");
+        }
+        for (bit, name) in [
+            (9, "APIC: the platform's"),
+            (11, "SYSENTER"),
+            (19, "CLFLUSH"),
+        ] {
+            assert_eq!(edx & (1 << bit), 0, "{name}");
+        }
         let [_, _, _, ext] = cpuid(0x8000_0001, 0);
         assert_ne!(ext & (1 << 29), 0, "long mode");
+        assert_eq!(ext & (1 << 26), 0, "no 1 GiB pages");
+        assert_eq!(cpuid(0x8000_0008, 0)[0], 40 | (48 << 8));
     }
 
     #[test]

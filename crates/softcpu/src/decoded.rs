@@ -3,7 +3,7 @@
 //! its memory operand's address. The executor reads these instead of asking iced again
 //! each time the instruction runs (iced's accessors decode packed fields).
 
-use iced_x86::{ConditionCode, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{CodeSize, ConditionCode, Instruction, Mnemonic, OpKind, Register};
 
 use crate::exec::{self, Handler};
 use crate::flags::mask;
@@ -167,7 +167,7 @@ fn fast_form(ins: &Instruction, operands: &[Operand; 2], has_ea: bool) -> Fast {
                 _ => Fast::Jcc(ins.condition_code(), target),
             }
         }
-        Ret if count == 0 => Fast::Ret,
+        Ret if ins.code() == iced_x86::Code::Retnq => Fast::Ret,
         _ if !plain || !one_memory || ins.encoding() != iced_x86::EncodingKind::Legacy => Fast::No,
         Call | Jmp if count == 1 && operand_bits(ins, 0) == 64 => {
             if m == Call {
@@ -393,6 +393,10 @@ fn address(ins: &Instruction) -> Option<Address> {
         segment: match ins.memory_segment() {
             Register::FS => Some(4),
             Register::GS => Some(5),
+            // Outside 64-bit mode every segment's base applies (flat ones add 0).
+            seg if ins.code_size() != CodeSize::Code64 && seg.is_segment_register() => {
+                Some(seg.number() as u8)
+            }
             _ => None,
         },
     })

@@ -64,6 +64,11 @@ impl Segment {
         self.attr & (1 << 13) != 0
     }
 
+    /// The D/B bit: a 32-bit code segment, or a stack segment with a 32-bit pointer.
+    pub fn big(&self) -> bool {
+        self.attr & (1 << 14) != 0
+    }
+
     /// The descriptor privilege level.
     pub fn dpl(&self) -> u8 {
         ((self.attr >> 5) & 3) as u8
@@ -103,6 +108,27 @@ impl CpuState {
             long_mode: true,
             mxcsr: MXCSR_RESET,
             sys: SystemState::user(),
+            ..Default::default()
+        }
+    }
+
+    /// A CPU in 32-bit protected mode at `rip`, paging off, with flat 4 GiB code and
+    /// data segments (selectors 0x08 and 0x10), as a PVH kernel is entered.
+    pub fn protected_mode(rip: u64) -> Self {
+        let flat = |selector, attr| Segment {
+            selector,
+            base: 0,
+            limit: u32::MAX,
+            attr,
+        };
+        let data = flat(0x10, 0xc093);
+        Self {
+            rip,
+            rflags: 0x2,
+            seg: [data, flat(0x08, 0xc09b), data, data, data, data],
+            long_mode: false,
+            mxcsr: MXCSR_RESET,
+            sys: SystemState::protected_mode(),
             ..Default::default()
         }
     }

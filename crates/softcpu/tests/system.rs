@@ -7,42 +7,12 @@
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 use gasang_softcpu::system::deliver::{InterruptSource, NoInterrupts};
-use gasang_softcpu::system::paging::PhysicalMemory;
 use gasang_softcpu::system::{efer, SystemState, Table};
 use gasang_softcpu::{Cpu, CpuState, Exit, Gpr, Segment};
 use iced_x86::code_asm::*;
 
-/// Guest RAM: 4 MiB from physical 0.
-struct Ram(Vec<u8>);
-
-impl PhysicalMemory for Ram {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) {
-        let at = addr as usize;
-        match self.0.get(at..at + buf.len()) {
-            Some(src) => buf.copy_from_slice(src),
-            None => buf.fill(0xff),
-        }
-    }
-
-    fn write(&mut self, addr: u64, buf: &[u8]) {
-        let at = addr as usize;
-        if let Some(dst) = self.0.get_mut(at..at + buf.len()) {
-            dst.copy_from_slice(buf);
-        }
-    }
-}
-
-impl Ram {
-    fn u64(&self, at: u64) -> u64 {
-        u64::from_le_bytes(self.0[at as usize..at as usize + 8].try_into().unwrap())
-    }
-    fn set_u64(&mut self, at: u64, v: u64) {
-        self.0[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
-    }
-    fn put(&mut self, at: u64, bytes: &[u8]) {
-        self.0[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
-    }
-}
+mod common;
+use common::Ram;
 
 const PML4: u64 = 0x1000;
 const PT: u64 = 0x4000;

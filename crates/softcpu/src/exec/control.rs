@@ -7,29 +7,60 @@ use crate::cpu::Exception;
 use crate::state::Gpr;
 
 impl Exec<'_> {
+    /// The stack pointer's width: RSP in 64-bit mode, ESP otherwise (a 32-bit stack
+    /// segment is assumed; 16-bit stacks are not implemented).
+    fn stack_pointer_mask(&self) -> u64 {
+        if self.st.long_mode {
+            u64::MAX
+        } else {
+            0xffff_ffff
+        }
+    }
+
+    /// The linear address of stack offset `sp` (SS's base is 0 in 64-bit mode).
+    fn stack_address(&self, sp: u64) -> u64 {
+        if self.st.long_mode {
+            sp
+        } else {
+            sp.wrapping_add(self.st.seg[2].base) & 0xffff_ffff
+        }
+    }
+
     /// Pushes the low `bits` bits of `value`.
     pub fn push(&mut self, value: u64, bits: u32) -> Result<(), Exception> {
-        let rsp = self.st.reg(Gpr::Rsp).wrapping_sub(u64::from(bits / 8));
-        self.store(rsp, bits, value)?;
-        self.st.set_reg(Gpr::Rsp, rsp);
+        let mask = self.stack_pointer_mask();
+        let sp = self.st.reg(Gpr::Rsp).wrapping_sub(u64::from(bits / 8)) & mask;
+        self.store(self.stack_address(sp), bits, value)?;
+        self.st.set_reg(Gpr::Rsp, sp);
         Ok(())
     }
 
     /// Pops `bits` bits.
     pub fn pop(&mut self, bits: u32) -> Result<u64, Exception> {
-        let rsp = self.st.reg(Gpr::Rsp);
-        let value = self.load(rsp, bits)?;
+        let mask = self.stack_pointer_mask();
+        let sp = self.st.reg(Gpr::Rsp) & mask;
+        let value = self.load(self.stack_address(sp), bits)?;
         self.st
-            .set_reg(Gpr::Rsp, rsp.wrapping_add(u64::from(bits / 8)));
+            .set_reg(Gpr::Rsp, sp.wrapping_add(u64::from(bits / 8)) & mask);
         Ok(value)
     }
 
-    /// Stack operand width: 64 bits in 64-bit mode unless a 16-bit operand is named.
+    /// Stack operand width: 64 bits in 64-bit mode (32 outside it) unless a 16-bit
+    /// operand is named.
     fn stack_bits(&self, i: u32) -> u32 {
         match self.ins.op_kind(i) {
             OpKind::Register | OpKind::Memory if self.bits(i) == 16 => 16,
             OpKind::Immediate16 | OpKind::Immediate8to16 => 16,
-            _ => 64,
+            _ => self.address_bits(),
+        }
+    }
+
+    /// The width of a return address: 64 bits in 64-bit mode, 32 outside it.
+    fn address_bits(&self) -> u32 {
+        if self.st.long_mode {
+            64
+        } else {
+            32
         }
     }
 
@@ -59,24 +90,29 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
         }
         Mnemonic::Call => {
             let target = cx.target()?;
-            cx.push(cx.st.rip, 64)?;
+            cx.push(cx.st.rip, cx.address_bits())?;
             cx.st.rip = target;
         }
         Mnemonic::Ret => {
-            let target = cx.pop(64)?;
+            let bits = match cx.ins.code() {
+                Code::Retnw | Code::Retnw_imm16 => 16,
+                _ => cx.address_bits(),
+            };
+            let target = cx.pop(bits)?;
             let release = if cx.ins.op_count() == 1 {
                 cx.ins.immediate(0)
             } else {
                 0
             };
-            let rsp = cx.st.reg(Gpr::Rsp).wrapping_add(release);
-            cx.st.set_reg(Gpr::Rsp, rsp);
+            let sp = cx.st.reg(Gpr::Rsp).wrapping_add(release) & cx.stack_pointer_mask();
+            cx.st.set_reg(Gpr::Rsp, sp);
             cx.st.rip = target;
         }
         Mnemonic::Jmp => cx.st.rip = cx.target()?,
         Mnemonic::Leave => {
-            cx.st.set_reg(Gpr::Rsp, cx.st.reg(Gpr::Rbp));
-            let rbp = cx.pop(64)?;
+            let sp = cx.st.reg(Gpr::Rbp) & cx.stack_pointer_mask();
+            cx.st.set_reg(Gpr::Rsp, sp);
+            let rbp = cx.pop(cx.address_bits())?;
             cx.st.set_reg(Gpr::Rbp, rbp);
         }
         Mnemonic::Jrcxz | Mnemonic::Jecxz => {

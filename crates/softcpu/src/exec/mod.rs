@@ -16,7 +16,7 @@ mod string;
 mod x87;
 mod x87_host;
 
-use iced_x86::{EncodingKind, Instruction, Mnemonic};
+use iced_x86::{Code, EncodingKind, Instruction, Mnemonic};
 
 use crate::cpu::{Exception, Exit};
 use crate::decoded::Decoded;
@@ -84,6 +84,13 @@ pub(crate) fn classify(ins: &Instruction) -> Handler {
         {
             Handler::String
         }
+        Jmp if matches!(
+            ins.code(),
+            Code::Jmp_ptr1632 | Code::Jmp_m1632 | Code::Jmp_m1664
+        ) =>
+        {
+            Handler::Other // a far jump: a system instruction
+        }
         Push | Pop | Call | Ret | Jmp | Leave | Jrcxz | Jecxz | Loop | Loope | Loopne => {
             Handler::Control
         }
@@ -121,4 +128,44 @@ pub(crate) fn execute(cx: &mut Exec<'_>) -> Result<Option<Exit>, Exception> {
         },
     }
     Ok(None)
+}
+
+/// Logs, once per instruction form, a #UD raised by an instruction iced decodes: one
+/// not implemented here (or not allowed where it ran). The guest sees #UD either way;
+/// the log tells a missing instruction from a guest bug. Returns whether it logged.
+pub(crate) fn note_invalid_opcode(ins: &Instruction) -> bool {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static SEEN: Mutex<BTreeSet<Code>> = Mutex::new(BTreeSet::new());
+    if matches!(
+        ins.mnemonic(),
+        Mnemonic::Ud0 | Mnemonic::Ud1 | Mnemonic::Ud2
+    ) {
+        return false;
+    }
+    // A poisoned set only means another thread panicked mid-insert: keep using it.
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let first = seen.insert(ins.code());
+    if first {
+        tracing::warn!(
+            "software CPU: #UD for {:?} at {:#x}: not implemented or not allowed here (logged once)",
+            ins.code(),
+            ins.ip()
+        );
+    }
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use iced_x86::{Decoder, DecoderOptions};
+
+    #[test]
+    fn test_invalid_opcode_is_noted_once_per_form_and_ud2_never() {
+        let decode = |bytes: &[u8]| Decoder::new(64, bytes, DecoderOptions::NONE).decode();
+        let vex = decode(&[0xc5, 0xf8, 0x77]); // VZEROUPPER: not implemented
+        assert!(super::note_invalid_opcode(&vex));
+        assert!(!super::note_invalid_opcode(&vex));
+        assert!(!super::note_invalid_opcode(&decode(&[0x0f, 0x0b])));
+    }
 }

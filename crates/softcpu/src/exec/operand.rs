@@ -118,6 +118,10 @@ impl Exec<'_> {
         match ins.memory_segment() {
             Register::FS => offset.wrapping_add(self.st.seg[4].base),
             Register::GS => offset.wrapping_add(self.st.seg[5].base),
+            // Outside 64-bit mode every segment's base applies.
+            seg if !self.st.long_mode && seg.is_segment_register() => {
+                offset.wrapping_add(self.st.seg[seg.number()].base)
+            }
             _ => offset,
         }
     }

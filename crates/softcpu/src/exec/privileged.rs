@@ -95,6 +95,7 @@ pub fn execute(cx: &mut Exec<'_>) -> Option<Result<Option<Exit>, Exception>> {
         Int3 => Err(Exception::Breakpoint),
         Iretq => iretq(cx),
         Retf => far_return(cx),
+        Jmp => far_jump(cx),
         Syscall if cx.kernel => syscall(cx),
         Syscall => return Some(Ok(Some(Exit::Syscall))),
         Sysret | Sysretq => sysret(cx),
@@ -200,6 +201,37 @@ fn far_return(cx: &mut Exec<'_>) -> Result<(), Exception> {
     set_code_segment(cx.st, code, new_cpl);
     cx.st.rip = rip;
     cx.st.set_reg(Gpr::Rsp, rsp.wrapping_add(pop));
+    Ok(())
+}
+
+/// JMP ptr16:32 and JMP m16:32/m16:64 (the only far jumps [`super::classify`] sends
+/// here): to a code segment at the same privilege, switching between compatibility
+/// and 64-bit mode with its L bit.
+fn far_jump(cx: &mut Exec<'_>) -> Result<(), Exception> {
+    let (selector, offset) = if cx.ins.op0_kind() == OpKind::Memory {
+        let addr = cx.ea();
+        let width = cx.ins.memory_size().size() - 2;
+        let offset = cx.load(addr, width as u32 * 8)?;
+        let selector = cx.load(addr.wrapping_add(width as u64), 16)?;
+        (selector as u16, offset)
+    } else {
+        (
+            cx.ins.far_branch_selector(),
+            u64::from(cx.ins.far_branch32()),
+        )
+    };
+    let code = code_segment(cx.st, cx.mem, selector)?;
+    let cpl = cx.st.sys.cpl;
+    if code.dpl() != cpl {
+        return Err(Exception::GeneralProtection(u32::from(selector & !3)));
+    }
+    set_code_segment(cx.st, code, cpl);
+    cx.st.rip = if cx.st.long_mode {
+        offset
+    } else {
+        offset & 0xffff_ffff
+    };
+    cx.control_changed(Flush::None);
     Ok(())
 }
 
@@ -329,15 +361,17 @@ fn write_msr(cx: &mut Exec<'_>, number: u32, value: u64) -> Option<()> {
     Some(())
 }
 
-/// LGDT, LIDT (CPL 0), SGDT, SIDT: a 2-byte limit and an 8-byte base.
+/// LGDT, LIDT (CPL 0), SGDT, SIDT: a 2-byte limit and an 8-byte base (4 bytes outside
+/// 64-bit mode).
 fn descriptor_table(cx: &mut Exec<'_>) -> Result<(), Exception> {
     use Mnemonic::*;
     let addr = cx.ea();
     let m = cx.ins.mnemonic();
+    let len = if cx.st.long_mode { 10 } else { 6 };
     if matches!(m, Lgdt | Lidt) {
         cx.kernel_only()?;
         let mut raw = [0u8; 10];
-        cx.mem.read(addr, &mut raw, Access::Read)?;
+        cx.mem.read(addr, &mut raw[..len], Access::Read)?;
         let table = crate::system::Table {
             limit: u16::from_le_bytes([raw[0], raw[1]]),
             base: u64::from_le_bytes(raw[2..].try_into().expect("8 bytes")),
@@ -356,7 +390,7 @@ fn descriptor_table(cx: &mut Exec<'_>) -> Result<(), Exception> {
     };
     let mut raw = table.limit.to_le_bytes().to_vec();
     raw.extend(table.base.to_le_bytes());
-    cx.mem.write(addr, &raw)?;
+    cx.mem.write(addr, &raw[..len])?;
     Ok(())
 }
 
@@ -406,14 +440,25 @@ fn write_cr(cx: &mut Exec<'_>, cr: Register, value: u64) -> Result<(), Exception
     let flush = match cr {
         Register::CR0 => {
             let long = sys.efer & efer::LME != 0;
+            let paging = value & cr0::PG != 0;
             if value >> 32 != 0
-                || (value & cr0::PG != 0 && value & cr0::PE == 0)
-                || (long && value & cr0::PG == 0)
+                || (paging && value & cr0::PE == 0)
+                || (paging && sys.cr4 & cr4::PAE == 0)
             {
-                // Leaving long mode is not supported: the kernel never does.
+                return Err(gp);
+            }
+            if (paging && !long) || (sys.efer & efer::LMA != 0 && !paging) {
+                // Only long-mode paging is implemented: 32-bit and PAE paging without
+                // long mode, and leaving long mode, are not (Linux does neither).
+                tracing::warn!("software CPU: paging outside long mode is not implemented");
                 return Err(gp);
             }
             sys.cr0 = value | cr0::ET;
+            if paging {
+                // Long mode activates with paging (in compatibility mode until a far
+                // jump loads a 64-bit code segment).
+                sys.efer |= efer::LMA;
+            }
             Flush::All
         }
         Register::CR2 => {
@@ -428,7 +473,8 @@ fn write_cr(cx: &mut Exec<'_>, cr: Register, value: u64) -> Result<(), Exception
             Flush::NonGlobal
         }
         Register::CR4 => {
-            if value & !cr4::SUPPORTED != 0 || value & cr4::PAE == 0 {
+            let paging = sys.cr0 & cr0::PG != 0;
+            if value & !cr4::SUPPORTED != 0 || (paging && value & cr4::PAE == 0) {
                 return Err(gp);
             }
             sys.cr4 = value;

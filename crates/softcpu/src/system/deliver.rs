@@ -74,6 +74,12 @@ impl Cpu {
     /// Delivers `event`; a fault while delivering makes a double fault (or is
     /// delivered in turn), and one while delivering a double fault shuts down.
     fn raise(&mut self, phys: &mut dyn PhysicalMemory, event: Event) -> Option<Exit> {
+        if self.state.sys.efer & super::efer::LMA == 0 {
+            // The 32-bit IDT is not implemented: a kernel runs outside long mode only
+            // briefly at entry, with interrupts off and nothing to fault.
+            tracing::warn!(?event, "software CPU: no event delivery outside long mode");
+            return Some(Exit::Shutdown);
+        }
         let mut current = event;
         loop {
             let Err(second) = self.deliver(phys, current) else {
@@ -150,6 +156,10 @@ impl Cpu {
         }
         let offset = (lo & 0xffff) | ((lo >> 32) & 0xffff_0000) | ((hi & 0xffff_ffff) << 32);
         let cs = code_segment(st, mem, (lo >> 16) as u16)?;
+        if !cs.long() {
+            // Long-mode gates lead to 64-bit code only.
+            return Err(Exception::GeneralProtection(u32::from(cs.selector & !3)));
+        }
         let (old_cpl, new_cpl) = (st.sys.cpl, cs.dpl());
         if new_cpl > old_cpl {
             return Err(Exception::GeneralProtection(u32::from(cs.selector & !3)));

@@ -187,6 +187,20 @@ impl SystemState {
         }
     }
 
+    /// 32-bit protected mode with paging off, CPL 0: the PVH entry's state.
+    pub fn protected_mode() -> Self {
+        Self {
+            cpl: 0,
+            cr0: cr0::PE | cr0::ET,
+            dr: [0, 0, 0, 0, 0xffff_0ff0, 0x400, 0xffff_0ff0, 0x400],
+            msr: Msrs {
+                pat: PAT_RESET,
+                ..Msrs::default()
+            },
+            ..Self::default()
+        }
+    }
+
     /// User mode without a kernel (`user-run`): CPL 3, no paging unit in the CPU.
     pub fn user() -> Self {
         Self {

@@ -54,7 +54,7 @@ pub fn descriptor(
     Ok((segment, at))
 }
 
-/// A 64-bit code segment for CS at privilege `cpl`: present, code, L set.
+/// A code segment for CS: present, code, 64-bit (L) or 32-bit (D).
 pub fn code_segment(
     st: &CpuState,
     mem: &mut dyn Memory,
@@ -62,7 +62,8 @@ pub fn code_segment(
 ) -> Result<Segment, Exception> {
     let (seg, _) = descriptor(st, mem, selector)?;
     let gp = Exception::GeneralProtection(u32::from(selector & !3));
-    if seg.attr & (NON_SYSTEM | CODE) != NON_SYSTEM | CODE || !seg.long() {
+    // 64-bit or 32-bit code (16-bit code is not implemented).
+    if seg.attr & (NON_SYSTEM | CODE) != NON_SYSTEM | CODE || !(seg.long() || seg.big()) {
         return Err(gp);
     }
     if seg.attr & PRESENT == 0 {
@@ -142,12 +143,13 @@ pub fn tss_field(st: &CpuState, mem: &mut dyn Memory, offset: u64) -> Result<u64
     Ok(u64::from_le_bytes(b))
 }
 
-/// Makes `cs` the code segment: CPL, and 64-bit mode from its L bit.
+/// Makes `cs` the code segment: CPL, and 64-bit mode from its L bit while long mode is
+/// active (compatibility mode otherwise).
 pub fn set_code_segment(st: &mut CpuState, cs: Segment, cpl: u8) {
     st.seg[1] = Segment {
         selector: (cs.selector & !3) | u16::from(cpl),
         ..cs
     };
     st.sys.cpl = cpl;
-    st.long_mode = cs.long();
+    st.long_mode = cs.long() && st.sys.efer & crate::system::efer::LMA != 0;
 }
