@@ -8,7 +8,7 @@
 //! when one branches or the code pages change under it. A JIT would translate the same
 //! blocks.
 
-use iced_x86::{FlowControl, Instruction};
+use iced_x86::{FlowControl, Instruction, Mnemonic, OpKind, Register};
 
 use crate::decoded::Decoded;
 use crate::memory::Memory;
@@ -23,11 +23,23 @@ const SLOTS: usize = 1 << 12;
 /// unless its last instruction crosses into the next page).
 pub(crate) type CodeVersion = (u64, u64);
 
+/// What decoding and fetching depended on besides the code bytes: the code size (64-bit
+/// or not) and the privilege fetches were checked at (user or not). A block is found
+/// only in the mode it was decoded in.
+pub(crate) type Mode = u8;
+
+/// The [`Mode`] of `state`.
+pub(crate) fn mode(state: &crate::CpuState) -> Mode {
+    u8::from(state.long_mode) | (u8::from(state.sys.cpl == 3) << 1)
+}
+
 /// A run of decoded instructions.
 #[derive(Debug)]
 pub(crate) struct Block {
     /// The first instruction's address.
     pub start: u64,
+    /// The mode it was decoded in.
+    pub mode: Mode,
     /// Its code pages' versions when decoded.
     pub version: CodeVersion,
     /// The memory's code generation when the versions were last found current.
@@ -37,10 +49,17 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    /// A block of `instructions` (at least one), decoded from code at `version`.
-    pub fn new(instructions: Vec<Decoded>, version: CodeVersion, generation: Option<u64>) -> Self {
+    /// A block of `instructions` (at least one), decoded in `mode` from code at
+    /// `version`.
+    pub fn new(
+        instructions: Vec<Decoded>,
+        mode: Mode,
+        version: CodeVersion,
+        generation: Option<u64>,
+    ) -> Self {
         Self {
             start: instructions.first().map_or(0, |d| d.ins.ip()),
+            mode,
             version,
             generation,
             instructions: instructions.into_boxed_slice(),
@@ -69,9 +88,12 @@ impl Block {
 }
 
 /// Whether decoding a block ends after `ins`: it may not fall through to the next
-/// instruction.
+/// instruction, or it holds interrupts off for one instruction (STI, MOV SS, POP SS),
+/// which the system-mode loop runs on its own before it looks for interrupts again.
 pub(crate) fn ends_block(ins: &Instruction) -> bool {
     ins.flow_control() != FlowControl::Next
+        || ins.mnemonic() == Mnemonic::Sti
+        || (ins.op0_kind() == OpKind::Register && ins.op0_register() == Register::SS)
 }
 
 /// The versions of the code pages under `[addr, addr + len)`; `None` if the memory
@@ -103,19 +125,21 @@ impl BlockCache {
         (addr as usize ^ (addr >> 12) as usize) % SLOTS
     }
 
-    /// The slot of the current block starting at `addr`, if cached, given the memory's
-    /// current code generation. A stale one is dropped.
+    /// The slot of the current block starting at `addr` in `mode`, if cached, given
+    /// the memory's current code generation. A stale one is dropped.
     #[inline]
     pub fn find(
         &mut self,
-        addr: u64,
+        (addr, mode): (u64, Mode),
         mem: &mut dyn Memory,
         generation: Option<u64>,
     ) -> Option<usize> {
         let index = Self::slot(addr);
         let slot = self.slots.get_mut(index)?;
         let current = match slot.as_deref_mut() {
-            Some(block) if block.start == addr => block.is_current(mem, generation),
+            Some(block) if block.start == addr && block.mode == mode => {
+                block.is_current(mem, generation)
+            }
             _ => return None,
         };
         if !current {

@@ -86,12 +86,14 @@ impl Cpu {
         self.run_mode(mem, limit, false)
     }
 
-    /// Executes one instruction; `kernel`: a guest kernel handles SYSCALL.
-    pub(crate) fn execute_one(&mut self, mem: &mut dyn Memory, kernel: bool) -> RunResult {
-        self.run_mode(&mut Dyn(mem), 1, kernel).1
+    /// Executes at most one block, and at most `limit` instructions of it, in system
+    /// mode (a guest kernel handles SYSCALL); the caller looks for interrupts between.
+    pub(crate) fn run_block<M: Memory>(&mut self, mem: &mut M, limit: u64) -> (u64, RunResult) {
+        self.run_mode(mem, limit, true)
     }
 
-    /// Runs blocks until `limit` instructions have completed or one exits or faults.
+    /// Runs blocks until `limit` instructions have completed or one exits or faults;
+    /// with `kernel` (system mode), one block at most.
     fn run_mode<M: Memory>(&mut self, mem: &mut M, limit: u64, kernel: bool) -> (u64, RunResult) {
         let mut executed = 0;
         // The memory's code generation changes only when memory is written (checked
@@ -100,7 +102,8 @@ impl Cpu {
         while executed < limit {
             self.instruction_start = self.state.rip;
             let uncached;
-            let block = match self.blocks.find(self.state.rip, &mut *mem, generation) {
+            let key = (self.state.rip, block::mode(&self.state));
+            let block = match self.blocks.find(key, &mut *mem, generation) {
                 Some(slot) => self.blocks.get(slot),
                 None => match self.decode_block(&mut *mem) {
                     Err(e) => return (executed, Err(e)),
@@ -145,6 +148,9 @@ impl Cpu {
                     }
                 }
             }
+            if kernel {
+                break;
+            }
         }
         (executed, Ok(None))
     }
@@ -172,9 +178,12 @@ impl Cpu {
             (last, next) = (ins, ins.next_ip());
         }
         let version = block::code_version(mem, start, next.wrapping_sub(start));
+        let mode = block::mode(&self.state);
         match version {
-            Some(version) if cacheable => Ok((Block::new(instructions, version, generation), true)),
-            _ => Ok((Block::new(instructions, (0, 0), None), false)),
+            Some(version) if cacheable => {
+                Ok((Block::new(instructions, mode, version, generation), true))
+            }
+            _ => Ok((Block::new(instructions, mode, (0, 0), None), false)),
         }
     }
 

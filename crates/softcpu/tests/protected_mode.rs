@@ -74,7 +74,7 @@ fn entry32(a: &mut CodeAssembler) -> Result<(), IcedError> {
 
 #[test]
 fn test_pvh_style_entry_reaches_64_bit_mode_through_compatibility_mode() {
-    let mut ram = Ram(vec![0; 16 << 20]);
+    let mut ram = Ram::new(16 << 20);
     let gdt: [u64; 4] = [
         0,
         0x00cf_9b00_0000_ffff, // 32-bit code

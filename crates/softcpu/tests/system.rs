@@ -45,7 +45,7 @@ const NX: u64 = 1 << 63;
 /// writable, user unless changed), a GDT, a TSS, and an IDT whose gate n runs
 /// `mov eax, n; hlt` (gate 8 on IST 1; gates 3 and 0x80 callable from user mode).
 fn machine() -> (Cpu, Ram) {
-    let mut ram = Ram(vec![0; 4 << 20]);
+    let mut ram = Ram::new(4 << 20);
     ram.set_u64(PML4, 0x2000 | P | W | U);
     ram.set_u64(0x2000, 0x3000 | P | W | U);
     ram.set_u64(0x3000, PT | P | W | U);
@@ -455,4 +455,76 @@ fn test_tlb_keeps_stale_translations_until_invlpg_or_cr3_write() {
         let regs = [Gpr::R8, Gpr::R9, Gpr::R10].map(|r| cpu.state.reg(r));
         assert_eq!(regs, [0x1111, 0x1111, 0x2222], "stale until flushed");
     }
+}
+
+/// Runs whole blocks (as a platform does) until HLT.
+fn run_blocks(cpu: &mut Cpu, ram: &mut Ram) -> Exit {
+    let (_, exit) = cpu.run_system(ram, &mut NoInterrupts, 10_000);
+    exit.unwrap_or_else(|| panic!("no HLT at RIP {:#x}", cpu.state.rip))
+}
+
+#[test]
+fn test_blocks_see_code_written_through_another_mapping() {
+    let (mut cpu, mut ram) = machine();
+    let alias = 0x1f_f000;
+    ram.set_u64(pte(alias), KERNEL_CODE | P | W); // the code page, writable elsewhere
+    let code = asm(KERNEL_CODE, |a| {
+        let (mut again, mut done) = (a.create_label(), a.create_label());
+        a.set_label(&mut again)?;
+        a.mov(ebx, 1)?; // its immediate is at KERNEL_CODE + 1
+        a.cmp(ecx, 1)?;
+        a.je(done)?;
+        a.mov(ecx, 1)?;
+        a.mov(dword_ptr(alias + 1), 2)?;
+        a.jmp(again)?;
+        a.set_label(&mut done)?;
+        a.hlt()
+    });
+    ram.put(KERNEL_CODE, &code);
+    assert_eq!(run_blocks(&mut cpu, &mut ram), Exit::Halt);
+    assert_eq!(
+        cpu.state.reg(Gpr::Rbx),
+        2,
+        "the cached block was decoded again"
+    );
+}
+
+#[test]
+fn test_blocks_follow_a_cr3_switch_to_other_code_at_the_same_address() {
+    let (mut cpu, mut ram) = machine();
+    let (pml4, shared) = (0x60000, 0x70000);
+    // A second address space: the same as the first, but `shared` maps the next page.
+    ram.set_u64(pml4, (pml4 + 0x1000) | P | W | U);
+    ram.set_u64(pml4 + 0x1000, (pml4 + 0x2000) | P | W | U);
+    ram.set_u64(pml4 + 0x2000, (pml4 + 0x3000) | P | W | U);
+    for page in 0..512 {
+        let frame = (page << 12) + if page << 12 == shared { 0x1000 } else { 0 };
+        ram.set_u64(pml4 + 0x3000 + 8 * page, frame | P | W | U);
+    }
+    for (at, value) in [(shared, 1u32), (shared + 0x1000, 2)] {
+        ram.put(
+            at,
+            &asm(shared, |a| {
+                a.mov(eax, value)?;
+                a.ret()
+            }),
+        );
+    }
+    let code = asm(KERNEL_CODE, |a| {
+        a.call(shared)?;
+        a.mov(esi, eax)?;
+        a.mov(rax, pml4)?;
+        a.mov(cr3, rax)?;
+        a.call(shared)?;
+        a.mov(edi, eax)?;
+        a.hlt()
+    });
+    ram.put(KERNEL_CODE, &code);
+    assert_eq!(run_blocks(&mut cpu, &mut ram), Exit::Halt);
+    let got = [Gpr::Rsi, Gpr::Rdi].map(|r| cpu.state.reg(r));
+    assert_eq!(
+        got,
+        [1, 2],
+        "the block at the same address came from the new page"
+    );
 }

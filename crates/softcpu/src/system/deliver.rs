@@ -40,35 +40,65 @@ enum Event {
 
 impl Cpu {
     /// Executes one instruction in system mode on guest-physical memory `phys`, first
-    /// taking an interrupt from `irq` if the CPU accepts one; exceptions go through the
-    /// guest's IDT. Returns why the caller must act: HLT, or a triple fault.
+    /// taking an interrupt from `irq` if the CPU accepts one (that counts as the step);
+    /// exceptions go through the guest's IDT. Returns why the caller must act: HLT, or
+    /// a triple fault.
     pub fn step_system(
         &mut self,
         phys: &mut dyn PhysicalMemory,
         irq: &mut dyn InterruptSource,
     ) -> Option<Exit> {
-        let shadow = std::mem::take(&mut self.state.sys.interrupt_shadow);
-        if !shadow && self.state.rflags & Flags::IF != 0 {
-            if let Some(vector) = irq.take() {
-                return self.raise(phys, Event::External(vector));
+        self.run_system(phys, irq, 1).1
+    }
+
+    /// Runs up to `limit` instructions (an interrupt taken counts as one) in system
+    /// mode, block by block, looking for an interrupt from `irq` before each block
+    /// (after the one instruction an interrupt shadow covers, as hardware does).
+    /// Returns how many ran, and why the caller must act, if it must.
+    pub fn run_system(
+        &mut self,
+        phys: &mut dyn PhysicalMemory,
+        irq: &mut dyn InterruptSource,
+        limit: u64,
+    ) -> (u64, Option<Exit>) {
+        let mut done = 0;
+        while done < limit {
+            let shadow = std::mem::take(&mut self.state.sys.interrupt_shadow);
+            if !shadow && self.state.rflags & Flags::IF != 0 {
+                if let Some(vector) = irq.take() {
+                    done += 1;
+                    match self.raise(phys, Event::External(vector)) {
+                        None => continue,
+                        exit => return (done, exit),
+                    }
+                }
+            }
+            let budget = if shadow { 1 } else { limit - done };
+            // The blocks need the whole CPU: the TLB goes into the linear memory meanwhile.
+            let mut tlb = std::mem::replace(&mut self.tlb, Tlb::empty());
+            let (ran, result) = {
+                let mode = PagingMode::of(&self.state);
+                let mut linear = Linear {
+                    tlb: &mut tlb,
+                    phys: &mut *phys,
+                    mode,
+                };
+                self.run_block(&mut linear, budget)
+            };
+            self.tlb = tlb;
+            done += ran;
+            match result {
+                Ok(None) => {}
+                Ok(exit) => return (done, exit),
+                Err(e) => {
+                    done += 1;
+                    if let Some(exit) = self.raise(phys, Event::Exception(e)) {
+                        return (done, Some(exit));
+                    }
+                }
             }
         }
-        // The step needs the whole CPU: the TLB goes into the linear memory meanwhile.
-        let mut tlb = std::mem::replace(&mut self.tlb, Tlb::empty());
-        let result = {
-            let mode = PagingMode::of(&self.state);
-            let mut linear = Linear {
-                tlb: &mut tlb,
-                phys: &mut *phys,
-                mode,
-            };
-            self.execute_one(&mut linear, true)
-        };
-        self.tlb = tlb;
-        match result {
-            Ok(exit) => exit,
-            Err(e) => self.raise(phys, Event::Exception(e)),
-        }
+        (done, None)
     }
 
     /// Delivers `event`; a fault while delivering makes a double fault (or is

@@ -3,6 +3,7 @@
 
 pub mod deliver;
 pub mod paging;
+pub mod ram;
 pub mod segments;
 
 use crate::state::Segment;

@@ -27,6 +27,12 @@ pub trait PhysicalMemory {
     fn code_version(&mut self, _addr: u64) -> Option<u64> {
         None
     }
+    /// As [`Memory::code_generation`]: changes whenever a guest-physical page's code
+    /// version does. It must never decrease (the linear memory adds its own count of
+    /// translation changes to it).
+    fn code_generation(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Page-table entry bits.
@@ -121,6 +127,9 @@ pub struct Tlb {
     /// A large page was cached since the last full flush: INVLPG must flush everything,
     /// since one large page is cached as many 4 KiB entries.
     large: bool,
+    /// Counts flushes and mode changes: decoded code found at a linear address stays
+    /// there, with the same rights, while it (and the code pages) stay the same.
+    epoch: u64,
 }
 
 impl Default for Tlb {
@@ -128,6 +137,7 @@ impl Default for Tlb {
         Self {
             entries: vec![TlbEntry::default(); TLB_SIZE],
             large: false,
+            epoch: 0,
         }
     }
 }
@@ -138,11 +148,13 @@ impl Tlb {
         Self {
             entries: Vec::new(),
             large: false,
+            epoch: 0,
         }
     }
 
     /// Drops the translations `what` names.
     pub fn flush(&mut self, what: Flush) {
+        self.epoch += 1;
         match what {
             Flush::None => {}
             Flush::Page(addr) if !self.large => {
@@ -367,6 +379,12 @@ impl Memory for Linear<'_> {
     fn code_version(&mut self, addr: u64) -> Option<u64> {
         let phys = self.translate(addr, Access::Execute).ok()?;
         self.phys.code_version(phys)
+    }
+
+    /// Changes when a code page is written or a translation may have: both counts only
+    /// grow, so their sum never repeats.
+    fn code_generation(&self) -> Option<u64> {
+        Some(self.phys.code_generation()? + self.tlb.epoch)
     }
 
     fn control(&mut self, state: &CpuState, flush: Flush) {
