@@ -108,6 +108,33 @@ pub trait Memory {
     fn code_generation(&self) -> Option<u64> {
         None
     }
+
+    /// Port input: fills `data` from `port`. The default: nothing there (an undriven
+    /// bus reads all ones).
+    fn port_read(&mut self, _port: u16, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+
+    /// Port output of `data` to `port`. The default: nothing there.
+    fn port_write(&mut self, _port: u16, _data: &[u8]) {}
+
+    /// RDMSR of an MSR the CPU does not implement itself: the platform's (the local
+    /// APIC's, the paravirtual clock's). `None`: no such MSR (#GP).
+    fn msr_read(&mut self, _number: u32) -> Option<u64> {
+        None
+    }
+
+    /// WRMSR of an MSR the CPU does not implement itself. `None`: no such MSR, or a
+    /// value it refuses (#GP).
+    fn msr_write(&mut self, _number: u32, _value: u64) -> Option<()> {
+        None
+    }
+
+    /// CPUID `leaf`/`sub` as the platform completes the CPU's own `model` answer
+    /// (topology, APIC, hypervisor leaves). The default: the model as it is.
+    fn cpuid(&mut self, _leaf: u32, _sub: u32, model: [u32; 4]) -> [u32; 4] {
+        model
+    }
 }
 
 /// Byte-addressable regions at fixed linear addresses; anything else faults.

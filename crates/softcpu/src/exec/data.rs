@@ -101,7 +101,7 @@ fn cpu_info(cx: &mut Exec<'_>) {
         Cpuid => {
             let leaf = cx.reg(Register::EAX) as u32;
             let sub = cx.reg(Register::ECX) as u32;
-            let [a, b, c, d] = crate::cpuid::cpuid(leaf, sub);
+            let [a, b, c, d] = cx.mem.cpuid(leaf, sub, crate::cpuid::cpuid(leaf, sub));
             for (reg, value) in [
                 (Register::EAX, a),
                 (Register::EBX, b),

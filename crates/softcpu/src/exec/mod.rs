@@ -4,6 +4,7 @@ mod alu;
 mod control;
 mod data;
 pub(crate) mod fast;
+mod io;
 pub(crate) mod locked;
 mod mmx;
 mod muldiv;

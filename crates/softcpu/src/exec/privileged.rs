@@ -119,7 +119,7 @@ pub fn execute(cx: &mut Exec<'_>) -> Option<Result<Option<Exit>, Exception>> {
         Wbinvd | Invd => cx.kernel_only(),
         Clts => cx.kernel_only().map(|()| cx.st.sys.cr0 &= !cr0::TS),
         Mov if is_special_mov(cx.ins) => special_mov(cx),
-        _ => return None,
+        _ => return super::io::execute(cx).map(|result| result.map(|()| None)),
     };
     Some(result.map(|()| None))
 }
@@ -297,13 +297,19 @@ fn model_specific(cx: &mut Exec<'_>) -> Result<(), Exception> {
     let number = cx.reg(Register::ECX) as u32;
     let gp = Exception::GeneralProtection(0);
     if cx.ins.mnemonic() == Mnemonic::Rdmsr {
-        let value = read_msr(cx, number).ok_or(gp)?;
+        let value = match read_msr(cx, number) {
+            Some(value) => value,
+            None => cx.mem.msr_read(number).ok_or(gp)?,
+        };
         cx.set_reg(Register::EAX, value & 0xffff_ffff);
         cx.set_reg(Register::EDX, value >> 32);
         return Ok(());
     }
     let value = (cx.reg(Register::EDX) << 32) | cx.reg(Register::EAX);
-    write_msr(cx, number, value).ok_or(gp)
+    match write_msr(cx, number, value) {
+        Some(()) => Ok(()),
+        None => cx.mem.msr_write(number, value).ok_or(gp),
+    }
 }
 
 fn read_msr(cx: &Exec<'_>, number: u32) -> Option<u64> {

@@ -33,6 +33,33 @@ pub trait PhysicalMemory {
     fn code_generation(&self) -> Option<u64> {
         None
     }
+
+    /// As [`Memory::port_read`]: port input: fills `data` from `port`. The default: nothing there (an undriven
+    /// bus reads all ones).
+    fn port_read(&mut self, _port: u16, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+
+    /// As [`Memory::port_write`]: port output of `data` to `port`. The default: nothing there.
+    fn port_write(&mut self, _port: u16, _data: &[u8]) {}
+
+    /// RDMSR of an MSR the CPU does not implement itself: the platform's (the local
+    /// APIC's, the paravirtual clock's). `None`: no such MSR (#GP).
+    fn msr_read(&mut self, _number: u32) -> Option<u64> {
+        None
+    }
+
+    /// WRMSR of an MSR the CPU does not implement itself. `None`: no such MSR, or a
+    /// value it refuses (#GP).
+    fn msr_write(&mut self, _number: u32, _value: u64) -> Option<()> {
+        None
+    }
+
+    /// CPUID `leaf`/`sub` as the platform completes the CPU's own `model` answer
+    /// (topology, APIC, hypervisor leaves). The default: the model as it is.
+    fn cpuid(&mut self, _leaf: u32, _sub: u32, model: [u32; 4]) -> [u32; 4] {
+        model
+    }
 }
 
 /// Page-table entry bits.
@@ -385,6 +412,22 @@ impl Memory for Linear<'_> {
     /// grow, so their sum never repeats.
     fn code_generation(&self) -> Option<u64> {
         Some(self.phys.code_generation()? + self.tlb.epoch)
+    }
+
+    fn port_read(&mut self, port: u16, data: &mut [u8]) {
+        self.phys.port_read(port, data)
+    }
+    fn port_write(&mut self, port: u16, data: &[u8]) {
+        self.phys.port_write(port, data)
+    }
+    fn msr_read(&mut self, number: u32) -> Option<u64> {
+        self.phys.msr_read(number)
+    }
+    fn msr_write(&mut self, number: u32, value: u64) -> Option<()> {
+        self.phys.msr_write(number, value)
+    }
+    fn cpuid(&mut self, leaf: u32, sub: u32, model: [u32; 4]) -> [u32; 4] {
+        self.phys.cpuid(leaf, sub, model)
     }
 
     fn control(&mut self, state: &CpuState, flush: Flush) {

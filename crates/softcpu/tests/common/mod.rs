@@ -2,6 +2,7 @@
 //! platform's does (so that system mode caches decoded blocks here too).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+#![allow(dead_code)] // each test file uses what it needs
 
 use gasang_softcpu::system::paging::PhysicalMemory;
 use gasang_softcpu::system::ram::GuestRam;
