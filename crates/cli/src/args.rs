@@ -53,6 +53,9 @@ pub struct UserRunArgs {
 pub enum Accel {
     /// Hardware-assisted virtualization through /dev/kvm.
     Kvm,
+    /// gasang's software CPU: no hardware help needed (interrupt controllers and
+    /// timers are not there yet, so a guest runs until it first waits for one).
+    Soft,
 }
 
 /// What a guest reboot does.

@@ -53,15 +53,18 @@ fn run(args: &RunArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(&e),
     };
-    let accel = match gasang_kvm::KvmAccelerator::new() {
-        Ok(accel) => accel,
-        Err(e) => return fail(&e),
+    let accel: Box<dyn gasang_vcpu::Accelerator> = match args.accel {
+        args::Accel::Kvm => match gasang_kvm::KvmAccelerator::new() {
+            Ok(accel) => Box::new(accel),
+            Err(e) => return fail(&e),
+        },
+        args::Accel::Soft => Box::new(gasang_soft::SoftAccelerator),
     };
     let console = match Console::stdio() {
         Ok(console) => console,
         Err(e) => return fail(&e),
     };
-    let reason = gasang_vmm::run(&config, &accel, &console);
+    let reason = gasang_vmm::run(&config, accel.as_ref(), &console);
     drop(console);
     match reason {
         Ok(reason) => report(&reason),

@@ -16,11 +16,24 @@ fn usable(mib: u64) -> u64 {
 
 #[test]
 fn test_pvh_guest_sees_cmdline_memory_cpus_date_and_acpi() {
+    guest_sees_cmdline_memory_cpus_date_and_acpi("kvm");
+}
+
+/// The same machine on the software CPU: its 32-bit PVH entry, paging set up by the
+/// guest, and the same devices and ACPI tables.
+#[test]
+fn test_pvh_guest_on_the_software_cpu_sees_the_same_machine() {
+    guest_sees_cmdline_memory_cpus_date_and_acpi("soft");
+}
+
+fn guest_sees_cmdline_memory_cpus_date_and_acpi(accel: &str) {
     let before = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
     let out = run_pvh(&[
+        "--accel",
+        accel,
         "--memory",
         "256M",
         "--vcpus",
@@ -113,9 +126,22 @@ fn test_pvh_guest_single_vcpu_madt_has_one_cpu() {
 /// 64-bit boot protocol (its own GDT, page tables and zero page), as for a bzImage.
 #[test]
 fn test_vmlinux_guest_gets_zero_page_in_long_mode() {
-    let initrd = std::env::temp_dir().join(format!("gasang-e2e-vmlinux-{}", std::process::id()));
+    vmlinux_guest_gets_zero_page_in_long_mode("kvm");
+}
+
+/// The same on the software CPU: entered in 64-bit mode with gasang's page tables.
+#[test]
+fn test_vmlinux_guest_on_the_software_cpu_gets_zero_page_in_long_mode() {
+    vmlinux_guest_gets_zero_page_in_long_mode("soft");
+}
+
+fn vmlinux_guest_gets_zero_page_in_long_mode(accel: &str) {
+    let initrd =
+        std::env::temp_dir().join(format!("gasang-e2e-vmlinux-{accel}-{}", std::process::id()));
     std::fs::write(&initrd, vec![0xa5u8; 4096]).unwrap();
     let args = [
+        "--accel",
+        accel,
         "--memory",
         "128M",
         "--vcpus",

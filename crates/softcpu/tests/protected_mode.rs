@@ -1,7 +1,7 @@
 //! A PVH-style entry on the software CPU: 32-bit protected mode with paging off builds
 //! 4-level page tables, enables PAE, long mode and paging (compatibility mode), stores
 //! through the new tables, and far-jumps to 64-bit code: the path Linux's PVH entry
-//! takes before `startup_64`.
+//! takes before `startup_64`; then far returns there, as `startup_64` reloads CS.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
@@ -92,6 +92,20 @@ fn test_pvh_style_entry_reaches_64_bit_mode_through_compatibility_mode() {
     });
     ram.put(u64::from(SUBROUTINE), &subroutine);
     let long = asm(64, CODE64, |a| {
+        // Far returns to the same code segment: RETFQ (8-byte slots), then RETF imm16
+        // (4-byte slots, releasing 8 more bytes); the stack must end balanced.
+        let (mut quad, mut double) = (a.create_label(), a.create_label());
+        a.lea(rax, ptr(quad))?;
+        a.push(i32::from(LONG_CS))?;
+        a.push(rax)?;
+        a.db(&[0x48, 0xcb])?; // retfq
+        a.set_label(&mut quad)?;
+        a.lea(rax, ptr(double))?;
+        a.sub(rsp, 16)?;
+        a.mov(dword_ptr(rsp), eax)?;
+        a.mov(dword_ptr(rsp + 4), u32::from(LONG_CS))?;
+        a.db(&[0xca, 8, 0])?; // retf 8 (no REX.W)
+        a.set_label(&mut double)?;
         a.mov(rax, 0x1122_3344_5566_7788u64)?;
         a.mov(qword_ptr(u64::from(DATA) + 8), rax)?;
         a.hlt()

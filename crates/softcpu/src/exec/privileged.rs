@@ -185,21 +185,32 @@ fn iretq(cx: &mut Exec<'_>) -> Result<(), Exception> {
     Ok(())
 }
 
-/// RETF (64-bit): pops RIP and CS, to the same or an outer privilege level (then RSP
-/// and SS too).
+/// RETF: pops RIP and CS (8-byte slots with REX.W, 4-byte ones by default, 2-byte with
+/// an operand-size prefix) and releases its immediate's bytes, at the same privilege
+/// level (outer-level far returns are not implemented).
 fn far_return(cx: &mut Exec<'_>) -> Result<(), Exception> {
+    let slot = match cx.ins.code() {
+        Code::Retfq | Code::Retfq_imm16 => 8,
+        Code::Retfw | Code::Retfw_imm16 => 2,
+        _ => 4,
+    };
+    let release = if cx.ins.op_count() == 1 {
+        cx.ins.immediate(0)
+    } else {
+        0
+    };
     let rsp = cx.st.reg(Gpr::Rsp);
-    let rip = cx.load(rsp, 64)?;
-    let cs = cx.load(rsp.wrapping_add(8), 64)? as u16;
+    let rip = cx.load(rsp, slot * 8)?;
+    let cs = cx.load(rsp.wrapping_add(u64::from(slot)), 16)? as u16;
     let new_cpl = (cs & 3) as u8;
     if new_cpl != cx.st.sys.cpl || !canonical(rip) {
         // Outer-level far returns are not used by 64-bit kernels.
         return Err(Exception::GeneralProtection(u32::from(cs & !3)));
     }
     let code = code_segment(cx.st, cx.mem, cs)?;
-    let pop = 16 + cx.ins.immediate(0);
     set_code_segment(cx.st, code, new_cpl);
     cx.st.rip = rip;
+    let pop = 2 * u64::from(slot) + release;
     cx.st.set_reg(Gpr::Rsp, rsp.wrapping_add(pop));
     Ok(())
 }

@@ -1,0 +1,94 @@
+//! The software-CPU backend: each vCPU runs on gasang's own x86-64 CPU
+//! (`gasang-softcpu`) in its host thread, over the guest RAM every vCPU shares.
+//!
+//! The machine (memory map, boot path, devices, ACPI) is the one the KVM backend runs.
+//! Port I/O and accesses outside RAM go to the machine's [`gasang_vcpu::IoHandler`],
+//! synchronously, from the vCPU's thread, as KVM's exits do.
+//!
+//! Not yet here (issue 4): the interrupt controllers (LAPIC, IOAPIC), the PIT and the
+//! timers; so a guest boots until it first waits for an interrupt.
+
+mod boot;
+mod platform;
+mod vcpu;
+
+use std::sync::Arc;
+
+use gasang_bus::IrqLine;
+use gasang_memory::GuestMemory;
+use gasang_softcpu::system::ram::GuestRam;
+use gasang_vcpu::{AccelError, AccelVm, Accelerator, BootCpuState, CpuTopology, Vcpu};
+use vm_memory::{GuestAddress, GuestMemoryBackend as _, GuestMemoryRegion};
+
+/// The software-CPU accelerator. It needs nothing from the host.
+#[derive(Debug, Default)]
+pub struct SoftAccelerator;
+
+impl Accelerator for SoftAccelerator {
+    fn name(&self) -> &'static str {
+        "soft"
+    }
+
+    fn create_vm(
+        &self,
+        memory: &GuestMemory,
+        topology: CpuTopology,
+    ) -> Result<Arc<dyn AccelVm>, AccelError> {
+        let ram = guest_ram(memory)?;
+        Ok(Arc::new(SoftVm {
+            ram,
+            memory: memory.clone(),
+            topology,
+        }))
+    }
+}
+
+/// Guest RAM as the software CPU reaches it: the region at guest-physical 0.
+fn guest_ram(memory: &GuestMemory) -> Result<GuestRam, AccelError> {
+    if memory.num_regions() != 1 {
+        return Err(AccelError::msg(
+            "the software CPU supports at most 3 GiB of guest memory for now (RAM above 4 GiB is not mapped)",
+        ));
+    }
+    let region = memory
+        .find_region(GuestAddress(0))
+        .ok_or_else(|| AccelError::msg("guest RAM does not start at address 0"))?;
+    let len = usize::try_from(region.len()).expect("a mapped region fits the address space");
+    let base = region
+        .get_host_address(vm_memory::MemoryRegionAddress(0))
+        .map_err(|e| AccelError::new("guest RAM has no host mapping", e))?;
+    // SAFETY: `base` is the start of the region's mmap (page-aligned), `len` bytes long,
+    // readable and writable; vm-memory keeps it mapped while any clone of `memory`
+    // lives, and every holder of this GuestRam or a share of it (the VM, each vCPU)
+    // holds a clone of `memory` too.
+    Ok(unsafe { GuestRam::new(base, len) })
+}
+
+/// A VM on the software CPU.
+#[derive(Debug)]
+struct SoftVm {
+    ram: GuestRam,
+    /// Keeps `ram`'s mapping alive.
+    memory: GuestMemory,
+    topology: CpuTopology,
+}
+
+// SAFETY: `GuestRam` is a handle on shared guest memory (Send); sharing the VM between
+// threads only ever calls `GuestRam::share`, which copies the pointer and clones an Arc.
+unsafe impl Sync for SoftVm {}
+
+impl AccelVm for SoftVm {
+    fn irq_line(&self, gsi: u32) -> Box<dyn IrqLine> {
+        Box::new(platform::UnconnectedLine(gsi))
+    }
+
+    fn create_vcpu(&self, index: u32, boot: &BootCpuState) -> Result<Box<dyn Vcpu>, AccelError> {
+        let ram = (self.ram.share(), self.memory.clone());
+        Ok(Box::new(vcpu::SoftVcpu::new(
+            index,
+            ram,
+            self.topology,
+            boot,
+        )))
+    }
+}
