@@ -2,9 +2,12 @@
 # Fetches the guest assets the tests and the demo use, from Debian's packages, into
 # assets/cache (gitignored). Idempotent: what is already there is kept.
 #
-#   assets/cache/vmlinuz   Debian's cloud kernel (a stock bzImage)
+#   assets/cache/vmlinuz     Debian's cloud kernel (a stock bzImage)
+#   assets/cache/initrd.img  a busybox initramfs: guests/initramfs/init and Debian's
+#                            static busybox (busybox-static), gzip-compressed newc cpio
 #
-# Needs apt-get and dpkg-deb (any Debian or Ubuntu host).
+# Needs apt-get and dpkg-deb (any Debian or Ubuntu host), and /bin/busybox
+# (scripts/setup-host.sh installs it).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,4 +35,23 @@ fetch_kernel() {
     echo "fetch-assets: $pkg -> assets/cache/vmlinuz"
 }
 
+build_initramfs() {
+    local init="$root/guests/initramfs/init" out="$cache/initrd.img" work
+    # Rebuilt when the init script or busybox is newer than the image.
+    if [ -s "$out" ] && [ "$out" -nt "$init" ] && [ "$out" -nt /bin/busybox ]; then
+        return 0
+    fi
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' RETURN
+    mkdir -p "$work"/{bin,dev,proc,sys,tmp}
+    cp /bin/busybox "$work/bin/busybox"
+    cp "$init" "$work/init"
+    chmod 755 "$work/init" "$work/bin/busybox"
+    (cd "$work" && find . | LC_ALL=C sort | /bin/busybox cpio -o -H newc 2>/dev/null) \
+        | gzip -9 > "$out.tmp"
+    mv "$out.tmp" "$out"
+    echo "fetch-assets: busybox initramfs -> assets/cache/initrd.img"
+}
+
 fetch_kernel
+build_initramfs

@@ -5,10 +5,14 @@
 //! Port I/O and accesses outside RAM go to the machine's [`gasang_vcpu::IoHandler`],
 //! synchronously, from the vCPU's thread, as KVM's exits do.
 //!
-//! Not yet here (issue 4): the interrupt controllers (LAPIC, IOAPIC), the PIT and the
-//! timers; so a guest boots until it first waits for an interrupt.
+//! The interrupt controllers are gasang's own (`gasang-irqchip`): a local APIC per vCPU
+//! (with its timer, one-shot, periodic or TSC-deadline) and an I/O APIC for the
+//! machine's interrupt lines. Not yet here (issue 4): application processors (they
+//! need real mode to start), a PIT, kvmclock.
 
 mod boot;
+mod clock;
+mod interrupts;
 mod platform;
 mod vcpu;
 
@@ -18,6 +22,7 @@ use gasang_bus::IrqLine;
 use gasang_memory::GuestMemory;
 use gasang_softcpu::system::ram::GuestRam;
 use gasang_vcpu::{AccelError, AccelVm, Accelerator, BootCpuState, CpuTopology, Vcpu};
+use interrupts::{Interrupts, SoftIrqLine};
 use vm_memory::{GuestAddress, GuestMemoryBackend as _, GuestMemoryRegion};
 
 /// The software-CPU accelerator. It needs nothing from the host.
@@ -35,10 +40,17 @@ impl Accelerator for SoftAccelerator {
         topology: CpuTopology,
     ) -> Result<Arc<dyn AccelVm>, AccelError> {
         let ram = guest_ram(memory)?;
+        let apic_ids: Vec<u8> = (0..topology.vcpus())
+            .map(|i| u8::try_from(topology.apic_id(i)).unwrap_or(u8::MAX))
+            .collect();
+        // Measured now, not when the guest first needs it.
+        let hz = clock::tsc_hz();
+        tracing::debug!("host TSC: {hz} Hz");
         Ok(Arc::new(SoftVm {
             ram,
             memory: memory.clone(),
             topology,
+            interrupts: Arc::new(Interrupts::new(&apic_ids)),
         }))
     }
 }
@@ -71,6 +83,7 @@ struct SoftVm {
     /// Keeps `ram`'s mapping alive.
     memory: GuestMemory,
     topology: CpuTopology,
+    interrupts: Arc<Interrupts>,
 }
 
 // SAFETY: `GuestRam` is a handle on shared guest memory (Send); sharing the VM between
@@ -79,7 +92,10 @@ unsafe impl Sync for SoftVm {}
 
 impl AccelVm for SoftVm {
     fn irq_line(&self, gsi: u32) -> Box<dyn IrqLine> {
-        Box::new(platform::UnconnectedLine(gsi))
+        Box::new(SoftIrqLine {
+            interrupts: self.interrupts.clone(),
+            gsi,
+        })
     }
 
     fn create_vcpu(&self, index: u32, boot: &BootCpuState) -> Result<Box<dyn Vcpu>, AccelError> {
@@ -88,6 +104,7 @@ impl AccelVm for SoftVm {
             index,
             ram,
             self.topology,
+            self.interrupts.clone(),
             boot,
         )))
     }

@@ -1,10 +1,32 @@
-//! The machine as one software vCPU sees it: guest RAM, everything else on the
-//! machine's buses, and CPUID completed with the machine's topology.
+//! The machine as one software vCPU sees it: guest RAM, its local APIC and the I/O
+//! APIC, everything else on the machine's buses; the APIC's MSRs; and CPUID completed
+//! with the machine's topology and the APIC.
 
-use gasang_bus::IrqLine;
+use std::sync::atomic::Ordering;
+use std::sync::MutexGuard;
+
+use gasang_irqchip::{ApicAction, LocalApic};
 use gasang_softcpu::system::paging::PhysicalMemory;
 use gasang_softcpu::system::ram::GuestRam;
 use gasang_vcpu::{CpuTopology, IoHandler};
+
+use crate::interrupts::{Interrupts, VcpuSignals};
+
+/// Where the local APIC's registers are (each vCPU sees its own there).
+pub const LAPIC_BASE: u64 = 0xfee0_0000;
+/// Where the I/O APIC's registers are.
+pub const IOAPIC_BASE: u64 = 0xfec0_0000;
+/// IA32_APIC_BASE: the base address, the global enable (bit 11) and, on the
+/// bootstrap processor, the BSP flag (bit 8).
+const MSR_APIC_BASE: u32 = 0x1b;
+/// IA32_TSC_DEADLINE.
+const MSR_TSC_DEADLINE: u32 = 0x6e0;
+
+/// The PIT's ports (on KVM the kernel has them): its counters, control, and port
+/// 0x61's channel-2 gate and output.
+fn is_pit_port(port: u16) -> bool {
+    matches!(port, 0x40..=0x43 | 0x61)
+}
 
 /// Guest-physical memory and ports for one vCPU, for the length of one run.
 pub struct MachineBus<'a> {
@@ -16,6 +38,8 @@ pub struct MachineBus<'a> {
     pub topology: CpuTopology,
     /// This vCPU.
     pub index: u32,
+    /// The interrupt controllers.
+    pub interrupts: &'a Interrupts,
 }
 
 impl std::fmt::Debug for MachineBus<'_> {
@@ -33,13 +57,72 @@ impl MachineBus<'_> {
         addr.checked_add(len as u64)
             .is_some_and(|end| end <= self.ram.len() as u64)
     }
+
+    /// This vCPU's signals.
+    fn me(&self) -> &VcpuSignals {
+        &self.interrupts.cpus[self.index as usize]
+    }
+
+    /// This vCPU's local APIC, locked.
+    fn apic(&self) -> MutexGuard<'_, LocalApic> {
+        self.me().apic.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A read from the APICs' pages, if `addr` is in one (32-bit registers; other
+    /// widths read as zeros).
+    fn apic_read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+        let value = match addr & !0xfff {
+            LAPIC_BASE => self.apic().read((addr & 0xfff) as u32, crate::clock::tsc()),
+            IOAPIC_BASE => self.interrupts.ioapic_read(addr & 0xfff),
+            _ => return false,
+        };
+        let bytes = if buf.len() == 4 {
+            value.to_le_bytes()
+        } else {
+            [0; 4]
+        };
+        let n = buf.len().min(4);
+        buf[..n].copy_from_slice(&bytes[..n]);
+        true
+    }
+
+    /// A write to the APICs' pages, if `addr` is in one.
+    fn apic_write(&mut self, addr: u64, buf: &[u8]) -> bool {
+        let page = addr & !0xfff;
+        if page != LAPIC_BASE && page != IOAPIC_BASE {
+            return false;
+        }
+        let Ok(bytes) = <[u8; 4]>::try_from(buf) else {
+            return true; // not a 32-bit access: ignored, as the APICs ignore it
+        };
+        let value = u32::from_le_bytes(bytes);
+        if page == IOAPIC_BASE {
+            self.interrupts.ioapic_write(addr & 0xfff, value);
+            return true;
+        }
+        let action = {
+            let mut apic = self.apic();
+            let action = apic.write((addr & 0xfff) as u32, value, crate::clock::tsc());
+            // An EOI or a lower task priority may let a waiting interrupt through.
+            let pending = apic.pending().is_some();
+            self.me().attention.store(pending, Ordering::SeqCst);
+            action
+        };
+        // Acted on with no APIC locked: an IPI may be to this vCPU itself.
+        match action {
+            Some(ApicAction::Ipi(ipi)) => self.interrupts.send_ipi(self.index as usize, ipi),
+            Some(ApicAction::LevelEoi(vector)) => self.interrupts.level_eoi(vector),
+            None => {}
+        }
+        true
+    }
 }
 
 impl PhysicalMemory for MachineBus<'_> {
     fn read(&mut self, addr: u64, buf: &mut [u8]) {
         if self.is_ram(addr, buf.len()) {
             self.ram.read(addr, buf);
-        } else {
+        } else if !self.apic_read(addr, buf) {
             self.io.mmio_read(addr, buf);
         }
     }
@@ -47,7 +130,7 @@ impl PhysicalMemory for MachineBus<'_> {
     fn write(&mut self, addr: u64, buf: &[u8]) {
         if self.is_ram(addr, buf.len()) {
             self.ram.write(addr, buf);
-        } else {
+        } else if !self.apic_write(addr, buf) {
             self.io.mmio_write(addr, buf);
         }
     }
@@ -77,38 +160,67 @@ impl PhysicalMemory for MachineBus<'_> {
     }
 
     fn port_read(&mut self, port: u16, data: &mut [u8]) {
-        self.io.pio_read(port, data);
+        if is_pit_port(port) {
+            let mut pit = self
+                .interrupts
+                .pit
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let byte = pit.read(port, crate::clock::now_ns());
+            data.fill(0);
+            data[0] = byte;
+        } else {
+            self.io.pio_read(port, data);
+        }
     }
 
     fn port_write(&mut self, port: u16, data: &[u8]) {
-        self.io.pio_write(port, data);
+        if is_pit_port(port) {
+            let mut pit = self
+                .interrupts
+                .pit
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            pit.write(port, data[0], crate::clock::now_ns());
+        } else {
+            self.io.pio_write(port, data);
+        }
+    }
+
+    fn msr_read(&mut self, number: u32) -> Option<u64> {
+        match number {
+            MSR_APIC_BASE => {
+                let bsp = if self.index == 0 { 1 << 8 } else { 0 };
+                Some(LAPIC_BASE | (1 << 11) | bsp)
+            }
+            MSR_TSC_DEADLINE => Some(self.apic().tsc_deadline()),
+            _ => None,
+        }
+    }
+
+    fn msr_write(&mut self, number: u32, value: u64) -> Option<()> {
+        match number {
+            // Moving or disabling the APIC is not implemented: only its value stays.
+            MSR_APIC_BASE => (value & !0x100 == LAPIC_BASE | (1 << 11)).then_some(()),
+            MSR_TSC_DEADLINE => {
+                self.apic().set_tsc_deadline(value);
+                Some(())
+            }
+            _ => None,
+        }
     }
 
     fn cpuid(&mut self, leaf: u32, _sub: u32, [a, b, c, d]: [u32; 4]) -> [u32; 4] {
         match leaf {
-            // The initial APIC ID and the logical processor count.
+            // The initial APIC ID and the logical processor count; the APIC (EDX 9)
+            // and its TSC-deadline timer (ECX 24).
             1 => {
                 let apic_id = self.topology.apic_id(self.index);
                 let count = self.topology.vcpus().min(255);
-                [a, (b & 0xffff) | (count << 16) | (apic_id << 24), c, d]
+                let b = (b & 0xffff) | (count << 16) | (apic_id << 24);
+                [a, b, c | (1 << 24), d | (1 << 9)]
             }
             _ => [a, b, c, d],
-        }
-    }
-}
-
-/// An interrupt line of a controller the software backend does not have yet: its
-/// changes are dropped (logged once per line).
-#[derive(Debug)]
-pub struct UnconnectedLine(pub u32);
-
-impl IrqLine for UnconnectedLine {
-    fn set_level(&self, high: bool) {
-        if high {
-            tracing::trace!(
-                gsi = self.0,
-                "interrupt dropped: no IOAPIC on this backend yet"
-            );
         }
     }
 }

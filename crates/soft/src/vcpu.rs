@@ -1,45 +1,48 @@
-//! One software vCPU: runs slices of guest instructions in its own host thread,
-//! checking between slices whether another thread kicked it.
+//! One software vCPU: runs slices of guest instructions in its own host thread, taking
+//! interrupts from its local APIC between blocks, advancing the APIC timer between
+//! slices, and sleeping while halted until an interrupt, its timer or a kick.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use gasang_memory::GuestMemory;
-use gasang_softcpu::system::deliver::NoInterrupts;
+use gasang_softcpu::system::deliver::InterruptSource;
 use gasang_softcpu::system::ram::GuestRam;
-use gasang_softcpu::{Cpu, Exit};
+use gasang_softcpu::{Cpu, Exit, Flags};
 use gasang_vcpu::{BootCpuState, CpuTopology, IoHandler, Kick, Vcpu, VcpuError, VcpuExit};
 
+use crate::clock;
+use crate::interrupts::{Interrupts, VcpuSignals};
 use crate::platform::MachineBus;
 
-/// Instructions per slice: a kick is seen within one slice (well under a millisecond).
+/// Instructions per slice: a kick or a timer is seen within one slice (well under a
+/// millisecond).
 const SLICE: u64 = 20_000;
 
-/// Wakes a vCPU: a flag it checks between slices, and a condition it sleeps on while
-/// halted.
-#[derive(Debug, Default)]
-struct Kicker {
-    kicked: AtomicBool,
-    lock: Mutex<()>,
-    wake: Condvar,
-}
+/// The CPU's view of its local APIC.
+struct ApicSource<'a>(&'a VcpuSignals);
 
-impl Kick for Kicker {
-    fn kick(&self) {
-        self.kicked.store(true, Ordering::SeqCst);
-        // Taking the lock orders this with a sleeper's check of the flag.
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.wake.notify_all();
+impl InterruptSource for ApicSource<'_> {
+    fn take(&mut self) -> Option<u8> {
+        // A load per block; the lock only when something may be pending.
+        if !self.0.attention.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut apic = self.0.apic.lock().unwrap_or_else(|e| e.into_inner());
+        let vector = apic.take();
+        let more = apic.pending().is_some();
+        self.0.attention.store(more, Ordering::SeqCst);
+        vector
     }
 }
 
-impl Kicker {
-    /// Sleeps until kicked (nothing else can wake a CPU on this backend yet).
-    fn sleep(&self) {
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        while !self.kicked.load(Ordering::SeqCst) {
-            guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
-        }
+/// Kicks a software vCPU.
+struct Kicker(Arc<VcpuSignals>);
+
+impl Kick for Kicker {
+    fn kick(&self) {
+        self.0.kick();
     }
 }
 
@@ -52,10 +55,10 @@ pub struct SoftVcpu {
     /// Keeps `ram`'s mapping alive.
     _memory: GuestMemory,
     topology: CpuTopology,
-    kicker: Arc<Kicker>,
+    interrupts: Arc<Interrupts>,
     /// Halted, or an application processor waiting for INIT/SIPI (not implemented
     /// yet: they wait for good).
-    sleeping: bool,
+    halted: bool,
 }
 
 impl SoftVcpu {
@@ -64,6 +67,7 @@ impl SoftVcpu {
         index: u32,
         (ram, memory): (GuestRam, GuestMemory),
         topology: CpuTopology,
+        interrupts: Arc<Interrupts>,
         boot: &BootCpuState,
     ) -> Self {
         Self {
@@ -72,9 +76,48 @@ impl SoftVcpu {
             ram,
             _memory: memory,
             topology,
-            kicker: Arc::default(),
-            sleeping: index != 0,
+            interrupts,
+            halted: index != 0,
         }
+    }
+
+    fn signals(&self) -> &VcpuSignals {
+        &self.interrupts.cpus[self.index as usize]
+    }
+
+    /// Advances the APIC timer, and on the bootstrap processor the PIT, to now;
+    /// returns how long until either next expires.
+    fn tick(&self) -> Option<Duration> {
+        let pit = if self.index == 0 {
+            let now = clock::now_ns();
+            let next = self.interrupts.tick_pit(now);
+            next.map(|at| Duration::from_nanos(at.saturating_sub(now)))
+        } else {
+            None
+        };
+        let me = self.signals();
+        let mut apic = me.apic.lock().unwrap_or_else(|e| e.into_inner());
+        let now = clock::tsc();
+        apic.tick(now);
+        if apic.pending().is_some() {
+            me.attention.store(true, Ordering::SeqCst);
+        }
+        let apic = apic.timer_deadline().map(|at| clock::until(at, now));
+        match (pit, apic) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// While halted: sleeps until an interrupt the CPU takes, the timer, or a kick.
+    fn wait(&mut self) {
+        let interruptible = self.index == 0 && self.cpu.state.rflags & Flags::IF != 0;
+        let timeout = self.tick();
+        if interruptible && self.signals().attention.load(Ordering::SeqCst) {
+            self.halted = false;
+            return;
+        }
+        self.signals().sleep(interruptible, timeout);
     }
 }
 
@@ -85,25 +128,26 @@ impl Vcpu for SoftVcpu {
 
     fn run(&mut self, io: &dyn IoHandler) -> Result<VcpuExit, VcpuError> {
         loop {
-            if self.kicker.kicked.swap(false, Ordering::SeqCst) {
+            if self.signals().kicked.swap(false, Ordering::SeqCst) {
                 return Ok(VcpuExit::Interrupted);
             }
-            if self.sleeping {
-                self.kicker.sleep();
+            if self.halted {
+                self.wait();
                 continue;
             }
+            self.tick();
+            let interrupts = self.interrupts.clone();
             let mut bus = MachineBus {
                 ram: &mut self.ram,
                 io,
                 topology: self.topology,
                 index: self.index,
+                interrupts: &interrupts,
             };
-            match self.cpu.run_system(&mut bus, &mut NoInterrupts, SLICE).1 {
+            let mut source = ApicSource(&interrupts.cpus[self.index as usize]);
+            match self.cpu.run_system(&mut bus, &mut source, SLICE).1 {
                 None => {}
-                Some(Exit::Halt) => {
-                    tracing::debug!(vcpu = self.index, rip = self.cpu.state.rip, "halted");
-                    self.sleeping = true;
-                }
+                Some(Exit::Halt) => self.halted = true,
                 Some(Exit::Shutdown) => return Ok(VcpuExit::TripleFault),
                 Some(Exit::Syscall) => {
                     return Err(VcpuError::Internal {
@@ -116,6 +160,6 @@ impl Vcpu for SoftVcpu {
     }
 
     fn kicker(&self) -> Arc<dyn Kick> {
-        self.kicker.clone()
+        Arc::new(Kicker(self.interrupts.cpus[self.index as usize].clone()))
     }
 }

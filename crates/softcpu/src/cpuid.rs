@@ -32,6 +32,27 @@ const LEAF1_ECX: u32 = (1 << 13) | (1 << 23);
 const EXT1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29);
 /// Leaf 0x8000_0001 ECX: LZCNT (5).
 const EXT1_ECX: u32 = 1 << 5;
+/// Leaf 7 EDX: IA32_ARCH_CAPABILITIES (29). Leaf 7 EBX/ECX stay zero: none of their
+/// extensions (SMEP, SMAP, FSGSBASE, ERMS, ...) is implemented.
+const LEAF7_EDX: u32 = 1 << 29;
+
+/// IA32_ARCH_CAPABILITIES: an interpreter executes nothing speculatively, so it has
+/// none of the flaws the bits deny: RDCL_NO (0, Meltdown), SSB_NO (4), MDS_NO (5),
+/// PSCHANGE_MC_NO (6), TAA_NO (8), SBDR_SSDP_NO (13), FBSDP_NO (14), PSDP_NO (15),
+/// BHI_NO (20), GDS_NO (26), RFDS_NO (27). Without them a kernel would pay for
+/// mitigations on every entry (page-table isolation, VERW buffer clearing).
+pub const ARCH_CAPABILITIES: u64 = 1
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 6)
+    | (1 << 8)
+    | (1 << 13)
+    | (1 << 14)
+    | (1 << 15)
+    | (1 << 20)
+    | (1 << 26)
+    | (1 << 27);
+
 /// Family 6, model 1, stepping 0.
 const SIGNATURE: u32 = 0x0000_0610;
 
@@ -41,13 +62,14 @@ fn words(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
         .map(|c| u32::from_le_bytes(c.try_into().expect("4-byte chunks")))
 }
 
-/// EAX, EBX, ECX, EDX for CPUID `leaf` (subleaf `_sub` is not used by any leaf yet).
-pub fn cpuid(leaf: u32, _sub: u32) -> [u32; 4] {
+/// EAX, EBX, ECX, EDX for CPUID `leaf` and subleaf `sub` (only leaf 7 has subleaves).
+pub fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
     let vendor: Vec<u32> = words(VENDOR).collect();
     match leaf {
-        0 => [1, vendor[0], vendor[2], vendor[1]],
+        0 => [7, vendor[0], vendor[2], vendor[1]],
         // CLFLUSH line size 8 x 8 bytes; one logical processor; APIC ID 0.
         1 => [SIGNATURE, (8 << 8) | (1 << 16), LEAF1_ECX, LEAF1_EDX],
+        7 if sub == 0 => [0, 0, 0, LEAF7_EDX],
         0x8000_0000 => [0x8000_0008, 0, 0, 0],
         0x8000_0001 => [0, 0, EXT1_ECX, EXT1_EDX],
         0x8000_0002..=0x8000_0004 => {
@@ -68,7 +90,7 @@ mod tests {
     #[test]
     fn test_cpuid_vendor_and_max_leaf() {
         let [max, b, c, d] = cpuid(0, 0);
-        assert_eq!(max, 1);
+        assert_eq!(max, 7);
         let vendor: Vec<u8> = [b, d, c].iter().flat_map(|w| w.to_le_bytes()).collect();
         assert_eq!(&vendor, VENDOR);
     }
@@ -104,6 +126,8 @@ mod tests {
         assert_ne!(ext & (1 << 29), 0, "long mode");
         assert_eq!(ext & (1 << 26), 0, "no 1 GiB pages");
         assert_eq!(cpuid(0x8000_0008, 0)[0], 40 | (48 << 8));
+        assert_eq!(cpuid(7, 0), [0, 0, 0, 1 << 29], "only ARCH_CAPABILITIES");
+        assert_eq!(ARCH_CAPABILITIES & 1, 1, "RDCL_NO: no page-table isolation");
     }
 
     #[test]

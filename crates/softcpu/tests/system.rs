@@ -528,3 +528,29 @@ fn test_blocks_follow_a_cr3_switch_to_other_code_at_the_same_address() {
         "the block at the same address came from the new page"
     );
 }
+
+#[test]
+fn test_a_fault_on_a_cached_translation_walks_the_tables_again() {
+    // A kernel that makes a read-only page writable (copy-on-write) does not flush
+    // the TLB: the write's page fault drops the stale entry on hardware.
+    let (mut cpu, mut ram) = machine();
+    ram.set_u64(pte(DATA), DATA | P | U | A | D); // read-only, dirty (as after fork)
+    let code = asm(KERNEL_CODE, |a| {
+        a.mov(rax, cr0)?;
+        a.or(rax, 1 << 16)?; // CR0.WP: read-only means read-only at CPL 0 too
+        a.mov(cr0, rax)?;
+        a.mov(rbx, qword_ptr(DATA))?; // caches the read-only translation
+        a.mov(rax, DATA | P | W | U)?;
+        a.mov(qword_ptr(pte(DATA)), rax)?; // writable now, no INVLPG
+        a.mov(qword_ptr(DATA), 0x77)?;
+        a.hlt()
+    });
+    ram.put(KERNEL_CODE, &code);
+    assert_eq!(run_blocks(&mut cpu, &mut ram), Exit::Halt);
+    assert_eq!(
+        cpu.state.rip,
+        KERNEL_CODE + code.len() as u64,
+        "no #PF taken"
+    );
+    assert_eq!(ram.u64(DATA), 0x77);
+}

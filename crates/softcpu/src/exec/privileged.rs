@@ -332,6 +332,7 @@ fn read_msr(cx: &Exec<'_>, number: u32) -> Option<u64> {
         msr::SYSENTER_ESP => m.sysenter[1],
         msr::SYSENTER_EIP => m.sysenter[2],
         msr::MISC_ENABLE => m.misc_enable,
+        msr::ARCH_CAPABILITIES => crate::cpuid::ARCH_CAPABILITIES,
         msr::EFER => st.sys.efer,
         msr::STAR => m.star,
         msr::LSTAR => m.lstar,

@@ -80,6 +80,9 @@ pub mod msr {
     pub const SYSENTER_EIP: u32 = 0x176;
     /// Miscellaneous enables.
     pub const MISC_ENABLE: u32 = 0x1a0;
+    /// IA32_ARCH_CAPABILITIES (read-only): which speculative-execution flaws the CPU
+    /// does not have.
+    pub const ARCH_CAPABILITIES: u32 = 0x10a;
     /// Extended features.
     pub const EFER: u32 = 0xc000_0080;
     /// SYSCALL/SYSRET selectors.

@@ -327,16 +327,16 @@ impl Linear<'_> {
             return Ok(addr);
         }
         let entry = self.tlb.entries[(addr >> 12) as usize % TLB_SIZE];
-        if entry.tag == (addr >> 12) + 1 && (access != Access::Write || entry.dirty) {
-            if let Err(reason) = self.check(&entry, access) {
-                return Err(MemoryFault {
-                    addr,
-                    access,
-                    reason,
-                });
-            }
+        if entry.tag == (addr >> 12) + 1
+            && (access != Access::Write || entry.dirty)
+            && self.check(&entry, access).is_ok()
+        {
             return Ok(entry.frame | (addr & 0xfff));
         }
+        // A miss, or a cached translation that denies the access: walk the tables. A
+        // page fault drops the TLB's entry for its address on hardware, so a kernel
+        // that grants more rights (a copy-on-write fault, say) does not flush first;
+        // walking again now is the same.
         Ok(self.walk(addr, access)?.frame | (addr & 0xfff))
     }
 

@@ -1,0 +1,270 @@
+//! The software backend's interrupt controllers, shared by every thread that raises
+//! interrupts: the I/O APIC and one local APIC per vCPU, each behind its own lock, and
+//! per vCPU the flags and the condition variable that wake it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use gasang_bus::IrqLine;
+use gasang_irqchip::{Delivery, IoApic, Ipi, LocalApic, Pit};
+
+/// Locks `m`, taking the data even if another thread panicked holding it (the
+/// controllers stay consistent between calls: no call panics half-way).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What other threads share with one vCPU.
+#[derive(Debug)]
+pub struct VcpuSignals {
+    /// Its local APIC.
+    pub apic: Mutex<LocalApic>,
+    /// The APIC may hold an interrupt the CPU can take: looked at before each block
+    /// (a load), the APIC itself only when set.
+    pub attention: AtomicBool,
+    /// Another thread asked the vCPU to return to the machine.
+    pub kicked: AtomicBool,
+    sleep: Mutex<()>,
+    wake: Condvar,
+}
+
+impl VcpuSignals {
+    fn new(apic_id: u8) -> Self {
+        Self {
+            apic: Mutex::new(LocalApic::new(apic_id)),
+            attention: AtomicBool::new(false),
+            kicked: AtomicBool::new(false),
+            sleep: Mutex::new(()),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Wakes the vCPU if it sleeps.
+    fn notify(&self) {
+        // Taking the lock orders this with a sleeper's check of the flags.
+        let _guard = lock(&self.sleep);
+        self.wake.notify_all();
+    }
+
+    /// Requests `vector` in this vCPU's APIC and wakes it.
+    pub fn request(&self, vector: u8, level: bool) {
+        lock(&self.apic).request(vector, level);
+        self.attention.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+
+    /// Makes [`gasang_vcpu::Vcpu::run`] return soon.
+    pub fn kick(&self) {
+        self.kicked.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+
+    /// Sleeps until kicked, until an interrupt is requested (when `interruptible`), or
+    /// for at most `timeout`.
+    pub fn sleep(&self, interruptible: bool, timeout: Option<Duration>) {
+        let woken = || {
+            self.kicked.load(Ordering::SeqCst)
+                || (interruptible && self.attention.load(Ordering::SeqCst))
+        };
+        let guard = lock(&self.sleep);
+        if woken() {
+            return;
+        }
+        // Spurious wake-ups only make the caller look again.
+        // Poisoning only means another thread panicked: waking is all that matters.
+        match timeout {
+            Some(t) => drop(self.wake.wait_timeout(guard, t)),
+            None => drop(self.wake.wait(guard)),
+        }
+    }
+}
+
+/// The I/O APIC, the PIT (whose channel 0 drives GSI 0) and every vCPU's signals.
+#[derive(Debug)]
+pub struct Interrupts {
+    ioapic: Mutex<IoApic>,
+    /// Time in nanoseconds ([`crate::clock::now_ns`]).
+    pub pit: Mutex<Pit>,
+    /// By vCPU index.
+    pub cpus: Vec<Arc<VcpuSignals>>,
+}
+
+impl Interrupts {
+    /// Controllers for vCPUs with `apic_ids` (by index); the I/O APIC's ID follows.
+    pub fn new(apic_ids: &[u8]) -> Self {
+        let ioapic_id = apic_ids.iter().max().map_or(0, |m| m.wrapping_add(1));
+        Self {
+            ioapic: Mutex::new(IoApic::new(ioapic_id)),
+            pit: Mutex::new(Pit::new()),
+            cpus: apic_ids
+                .iter()
+                .map(|&id| Arc::new(VcpuSignals::new(id)))
+                .collect(),
+        }
+    }
+
+    /// The vCPUs a destination names: an APIC ID (0xff: all), or a flat logical mask.
+    fn targets(&self, logical: bool, destination: u8) -> Vec<&Arc<VcpuSignals>> {
+        self.cpus
+            .iter()
+            .filter(|cpu| {
+                let apic = lock(&cpu.apic);
+                if logical {
+                    apic.in_logical_destination(destination)
+                } else {
+                    destination == 0xff || apic.id() == destination
+                }
+            })
+            .collect()
+    }
+
+    /// Hands an I/O APIC delivery to its local APICs (lowest priority: the first).
+    fn deliver(&self, d: Delivery) {
+        if d.mode > 1 {
+            tracing::debug!(?d, "I/O APIC delivery mode not implemented: dropped");
+            return;
+        }
+        let targets = self.targets(d.logical, d.destination);
+        let targets = if d.mode == 1 {
+            &targets[..targets.len().min(1)]
+        } else {
+            &targets[..]
+        };
+        for cpu in targets {
+            cpu.request(d.vector, d.level);
+        }
+    }
+
+    /// GSI `gsi` goes to `high`.
+    pub fn set_level(&self, gsi: u32, high: bool) {
+        let delivery = lock(&self.ioapic).set_level(gsi as usize, high);
+        self.deliver_all(delivery);
+    }
+
+    /// A local APIC ended level-triggered `vector`.
+    pub fn level_eoi(&self, vector: u8) {
+        let again = lock(&self.ioapic).eoi(vector);
+        self.deliver_all(again);
+    }
+
+    fn deliver_all(&self, deliveries: impl IntoIterator<Item = Delivery>) {
+        // Delivered after the I/O APIC's lock is released: the APIC locks come after.
+        for d in deliveries {
+            self.deliver(d);
+        }
+    }
+
+    /// Advances the PIT to `now` (ns): an edge on GSI 0 if channel 0 expired. Returns
+    /// when it next expires.
+    pub fn tick_pit(&self, now: u64) -> Option<u64> {
+        let (edge, next) = {
+            let mut pit = lock(&self.pit);
+            (pit.tick(now), pit.next_irq())
+        };
+        if edge {
+            self.set_level(0, true);
+            self.set_level(0, false);
+        }
+        next
+    }
+
+    /// Reads the I/O APIC register at `offset`.
+    pub fn ioapic_read(&self, offset: u64) -> u32 {
+        lock(&self.ioapic).read(offset)
+    }
+
+    /// Writes the I/O APIC register at `offset`.
+    pub fn ioapic_write(&self, offset: u64, value: u32) {
+        let delivery = lock(&self.ioapic).write(offset, value);
+        self.deliver_all(delivery);
+    }
+
+    /// Sends an IPI from vCPU `from`. Fixed and lowest-priority IPIs are delivered;
+    /// INIT and start-up IPIs are not implemented yet (application processors never
+    /// start: they need real mode), nor NMIs.
+    pub fn send_ipi(&self, from: usize, ipi: Ipi) {
+        let targets: Vec<&Arc<VcpuSignals>> = match ipi.shorthand {
+            1 => self.cpus.get(from).into_iter().collect(),
+            2 => self.cpus.iter().collect(),
+            3 => (self.cpus.iter().enumerate())
+                .filter(|(i, _)| *i != from)
+                .map(|(_, c)| c)
+                .collect(),
+            _ => self.targets(ipi.logical, ipi.destination),
+        };
+        match ipi.mode {
+            0 | 1 => targets
+                .iter()
+                .for_each(|cpu| cpu.request(ipi.vector, false)),
+            mode => tracing::debug!(?ipi, mode, "IPI delivery mode not implemented: dropped"),
+        }
+    }
+}
+
+/// An input of the software backend's I/O APIC.
+#[derive(Debug)]
+pub struct SoftIrqLine {
+    /// The controllers.
+    pub interrupts: Arc<Interrupts>,
+    /// The input.
+    pub gsi: u32,
+}
+
+impl IrqLine for SoftIrqLine {
+    fn set_level(&self, high: bool) {
+        self.interrupts.set_level(self.gsi, high);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Software-enables every APIC (SVR bit 8), as a guest does.
+    fn enabled(ids: &[u8]) -> Interrupts {
+        let irq = Interrupts::new(ids);
+        for cpu in &irq.cpus {
+            lock(&cpu.apic).write(0xf0, 0x1ff, 0);
+        }
+        irq
+    }
+
+    fn take(cpu: &VcpuSignals) -> Option<u8> {
+        lock(&cpu.apic).take()
+    }
+
+    #[test]
+    fn test_ioapic_line_reaches_the_named_apic_and_wakes_it() {
+        let irq = enabled(&[0, 1]);
+        irq.ioapic_write(0, 0x10 + 2 * 4);
+        irq.ioapic_write(0x10, 0x24);
+        irq.ioapic_write(0, 0x11 + 2 * 4);
+        irq.ioapic_write(0x10, 1 << 24);
+        irq.set_level(4, true);
+        assert!(irq.cpus[1].attention.load(Ordering::SeqCst));
+        assert!(!irq.cpus[0].attention.load(Ordering::SeqCst));
+        assert_eq!(take(&irq.cpus[1]), Some(0x24));
+        // A sleeping vCPU with attention set returns at once.
+        irq.cpus[1].sleep(true, None);
+    }
+
+    #[test]
+    fn test_ipi_shorthands_and_logical_destinations() {
+        let irq = enabled(&[0, 1, 2]);
+        let fixed = |vector, logical, destination, shorthand| Ipi {
+            vector,
+            mode: 0,
+            logical,
+            destination,
+            shorthand,
+        };
+        irq.send_ipi(1, fixed(0x40, false, 0, 3));
+        let got: Vec<_> = irq.cpus.iter().map(|c| take(c)).collect();
+        assert_eq!(got, [Some(0x40), None, Some(0x40)], "all but self");
+        lock(&irq.cpus[2].apic).write(0xd0, 0x0400_0000, 0); // logical ID bit 2
+        irq.send_ipi(0, fixed(0x50, true, 0x04, 0));
+        assert_eq!(take(&irq.cpus[2]), Some(0x50));
+        assert_eq!(take(&irq.cpus[1]), None);
+    }
+}
