@@ -12,6 +12,7 @@
 
 pub mod cmdline;
 mod cpu;
+pub use cpu::long_mode_state;
 mod initrd;
 mod kernel;
 mod linux;

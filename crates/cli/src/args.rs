@@ -51,10 +51,12 @@ pub struct UserRunArgs {
 /// CPU backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Accel {
+    /// KVM where it runs guest kernel code natively, the software CPU otherwise (the
+    /// choice and its reason are logged; -v shows them).
+    Auto,
     /// Hardware-assisted virtualization through /dev/kvm.
     Kvm,
-    /// gasang's software CPU: no hardware help needed (interrupt controllers and
-    /// timers are not there yet, so a guest runs until it first waits for one).
+    /// gasang's software CPU: no hardware help needed.
     Soft,
 }
 
@@ -86,7 +88,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub vcpus: u32,
     /// The CPU backend.
-    #[arg(long, value_enum, default_value_t = Accel::Kvm)]
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
     /// What a guest reboot does.
     #[arg(long, value_enum, default_value_t = OnReboot::Exit)]

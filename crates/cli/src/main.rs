@@ -3,6 +3,7 @@
 //! Every failure prints one line, `gasang: <what went wrong>: <why>`, and exits
 //! non-zero; nothing here panics on bad input.
 
+mod accel;
 mod args;
 
 use std::process::ExitCode;
@@ -53,12 +54,12 @@ fn run(args: &RunArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(&e),
     };
-    let accel: Box<dyn gasang_vcpu::Accelerator> = match args.accel {
-        args::Accel::Kvm => match gasang_kvm::KvmAccelerator::new() {
-            Ok(accel) => Box::new(accel),
-            Err(e) => return fail(&e),
-        },
-        args::Accel::Soft => Box::new(gasang_soft::SoftAccelerator),
+    let accel = match accel::choose(args.accel) {
+        Ok((accel, why)) => {
+            tracing::info!("CPU backend: {why}");
+            accel
+        }
+        Err(e) => return fail(&e),
     };
     let console = match Console::stdio() {
         Ok(console) => console,

@@ -128,20 +128,38 @@ fn test_bad_unknown_flag_is_a_usage_error() {
     assert!(!stderr.contains("panicked"));
 }
 
-/// Runs gasang with an empty /dev, in a private mount namespace (needs root).
-#[test]
-fn test_bad_dev_kvm_missing() {
+/// Runs `gasang ARGS` with an empty /dev, in a private mount namespace (needs root).
+fn without_dev_kvm(args: &str) -> std::process::Output {
     let script = format!(
-        "mount -t tmpfs none /dev && exec {} run --kernel {}",
+        "mount -t tmpfs none /dev && exec {} {args} --kernel {}",
         env!("CARGO_BIN_EXE_gasang"),
         pvh_guest().display()
     );
-    let out = Command::new("unshare")
+    Command::new("unshare")
         .args(["--mount", "sh", "-c", &script])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn test_bad_dev_kvm_missing() {
+    let out = without_dev_kvm("run --accel kvm");
     assert_one_line_error(&out, 2, "/dev/kvm does not exist");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--accel soft"));
+}
+
+/// `--accel auto` (the default) is not an error without /dev/kvm: it says why it
+/// chose the software CPU, and the guest runs there.
+#[test]
+fn test_auto_without_dev_kvm_runs_on_the_software_cpu() {
+    let out = without_dev_kvm("-v run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("CPU backend: the software CPU: /dev/kvm does not exist"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("exit: poweroff"));
 }
 
 /// Runs gasang as `nobody`, who may not open the root-only /dev/kvm.
@@ -151,7 +169,7 @@ fn test_bad_dev_kvm_not_permitted() {
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(env!("CARGO_BIN_EXE_gasang"))
-        .args(["run", "--kernel"])
+        .args(["run", "--accel", "kvm", "--kernel"])
         .arg(guest)
         .output()
         .unwrap();
