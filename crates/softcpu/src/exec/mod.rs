@@ -148,7 +148,9 @@ pub(crate) fn note_invalid_opcode(ins: &Instruction) -> bool {
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     let first = seen.insert(ins.code());
     if first {
-        tracing::warn!(
+        // Info, not a warning: guests probe for instructions and handle the #UD, and
+        // `user-run` reports a fatal one itself (`-v` shows this line).
+        tracing::info!(
             "software CPU: #UD for {:?} at {:#x}: not implemented or not allowed here (logged once)",
             ins.code(),
             ins.ip()

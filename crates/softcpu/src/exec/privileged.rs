@@ -468,7 +468,10 @@ fn write_cr(cx: &mut Exec<'_>, cr: Register, value: u64) -> Result<(), Exception
             if (paging && !long) || (sys.efer & efer::LMA != 0 && !paging) {
                 // Only long-mode paging is implemented: 32-bit and PAE paging without
                 // long mode, and leaving long mode, are not (Linux does neither).
-                tracing::warn!("software CPU: paging outside long mode is not implemented");
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!("software CPU: paging outside long mode is not implemented (#GP; logged once)");
+                });
                 return Err(gp);
             }
             sys.cr0 = value | cr0::ET;
