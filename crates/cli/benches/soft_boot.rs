@@ -67,6 +67,10 @@ fn measure(mut cmd: Command) -> Sample {
         }
     });
     let init = wait_for(&console, "gasang-init: ready") - start;
+    // Typed only once the shell prompts: input that comes earlier may be flushed when
+    // the shell sets up the terminal.
+    wait_for(&console, "/ # ");
+    std::thread::sleep(Duration::from_millis(200));
     let typed = Instant::now();
     writeln!(stdin, "{CPU_COMMAND}").unwrap();
     // The echoed command holds "CPU-DONE" too: wait for the line the guest printed.

@@ -107,7 +107,9 @@ fn test_debian_kernel_boots_to_a_shell_on_the_software_cpu() {
     guest.wait_for("gasang-init: ready", 1);
     guest.type_line(
         "echo CPUS=$(nproc); echo MEM=$(awk '/MemTotal/ {print $2}' /proc/meminfo); \
-         echo NOW=$(date +%s); echo SUM=$((6*7))",
+         echo NOW=$(date +%s); \
+         echo CLOCK=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource); \
+         echo SUM=$((6*7))",
     );
     let console = guest.wait_for("SUM=42", 1);
     guest.type_line("poweroff -f");
@@ -127,6 +129,12 @@ fn test_debian_kernel_boots_to_a_shell_on_the_software_cpu() {
         host.abs_diff(guest_now) < 60,
         "guest {guest_now}, host {host}"
     );
+    assert_eq!(
+        value(&console, "CLOCK"),
+        "kvm-clock",
+        "the paravirtual clock"
+    );
+    assert!(console.contains("Hypervisor detected: KVM"));
     assert_eq!(status, Some(0), "poweroff -f: {stderr}");
 }
 

@@ -7,12 +7,14 @@
 //!
 //! The interrupt controllers are gasang's own (`gasang-irqchip`): a local APIC per vCPU
 //! (with its timer, one-shot, periodic or TSC-deadline) and an I/O APIC for the
-//! machine's interrupt lines. Not yet here (issue 4): application processors (they
-//! need real mode to start), a PIT, kvmclock.
+//! machine's interrupt lines; the PIT; and kvmclock with KVM's CPUID signature, so the
+//! guest reads time without trapping. Not yet here (issue 4): application processors
+//! (they need real mode to start).
 
 mod boot;
 mod clock;
 mod interrupts;
+mod kvmclock;
 mod platform;
 mod vcpu;
 

@@ -11,6 +11,7 @@ use gasang_softcpu::system::ram::GuestRam;
 use gasang_vcpu::{CpuTopology, IoHandler};
 
 use crate::interrupts::{Interrupts, VcpuSignals};
+use crate::{clock, kvmclock};
 
 /// Where the local APIC's registers are (each vCPU sees its own there).
 pub const LAPIC_BASE: u64 = 0xfee0_0000;
@@ -40,6 +41,8 @@ pub struct MachineBus<'a> {
     pub index: u32,
     /// The interrupt controllers.
     pub interrupts: &'a Interrupts,
+    /// This vCPU's kvmclock MSRs: the wall clock's and the system time's.
+    pub kvmclock: &'a mut [u64; 2],
 }
 
 impl std::fmt::Debug for MachineBus<'_> {
@@ -194,6 +197,8 @@ impl PhysicalMemory for MachineBus<'_> {
                 Some(LAPIC_BASE | (1 << 11) | bsp)
             }
             MSR_TSC_DEADLINE => Some(self.apic().tsc_deadline()),
+            kvmclock::MSR_WALL_CLOCK => Some(self.kvmclock[0]),
+            kvmclock::MSR_SYSTEM_TIME => Some(self.kvmclock[1]),
             _ => None,
         }
     }
@@ -206,19 +211,56 @@ impl PhysicalMemory for MachineBus<'_> {
                 self.apic().set_tsc_deadline(value);
                 Some(())
             }
+            kvmclock::MSR_WALL_CLOCK => {
+                self.kvmclock[0] = value;
+                let wall = kvmclock::wall_clock(0, clock::now_ns());
+                self.ram.write(value, &wall);
+                Some(())
+            }
+            kvmclock::MSR_SYSTEM_TIME => {
+                self.kvmclock[1] = value;
+                if value & 1 != 0 {
+                    // The guest's system time is the host's monotonic clock.
+                    let (tsc, now) = (clock::tsc(), clock::now_ns());
+                    let info = kvmclock::time_info(0, tsc, now, clock::tsc_hz());
+                    self.ram.write(value & !1, &info);
+                }
+                Some(())
+            }
             _ => None,
         }
     }
 
     fn cpuid(&mut self, leaf: u32, _sub: u32, [a, b, c, d]: [u32; 4]) -> [u32; 4] {
+        let hz = clock::tsc_hz();
+        let khz = u32::try_from(hz / 1000).unwrap_or(u32::MAX);
         match leaf {
+            // Up to leaf 0x15, which states the TSC's rate.
+            0 => [a.max(0x15), b, c, d],
+            // TSC = crystal (ECX) * EBX / EAX.
+            0x15 => match u32::try_from(hz) {
+                Ok(hz) => [1, 1, hz, 0],
+                Err(_) => [1, 2, u32::try_from(hz / 2).unwrap_or(u32::MAX), 0],
+            },
+            // KVM's paravirtual interface, as far as implemented: kvmclock.
+            0x4000_0000 => {
+                let sig: Vec<u32> = kvmclock::SIGNATURE
+                    .chunks(4)
+                    .map(|w| u32::from_le_bytes(w.try_into().expect("4-byte chunks")))
+                    .collect();
+                [0x4000_0010, sig[0], sig[1], sig[2]]
+            }
+            0x4000_0001 => [kvmclock::FEATURES, 0, 0, 0],
+            // The hypervisor timing leaf: TSC and APIC timer rates in kHz.
+            0x4000_0010 => [khz, khz, 0, 0],
             // The initial APIC ID and the logical processor count; the APIC (EDX 9)
             // and its TSC-deadline timer (ECX 24).
             1 => {
                 let apic_id = self.topology.apic_id(self.index);
                 let count = self.topology.vcpus().min(255);
                 let b = (b & 0xffff) | (count << 16) | (apic_id << 24);
-                [a, b, c | (1 << 24), d | (1 << 9)]
+                // ECX 31: a hypervisor is present (its leaves are 0x4000_0000 on).
+                [a, b, c | (1 << 24) | (1 << 31), d | (1 << 9)]
             }
             _ => [a, b, c, d],
         }

@@ -59,6 +59,8 @@ pub struct SoftVcpu {
     /// Halted, or an application processor waiting for INIT/SIPI (not implemented
     /// yet: they wait for good).
     halted: bool,
+    /// The kvmclock MSRs (wall clock, system time).
+    kvmclock: [u64; 2],
 }
 
 impl SoftVcpu {
@@ -78,6 +80,7 @@ impl SoftVcpu {
             topology,
             interrupts,
             halted: index != 0,
+            kvmclock: [0; 2],
         }
     }
 
@@ -143,6 +146,7 @@ impl Vcpu for SoftVcpu {
                 topology: self.topology,
                 index: self.index,
                 interrupts: &interrupts,
+                kvmclock: &mut self.kvmclock,
             };
             let mut source = ApicSource(&interrupts.cpus[self.index as usize]);
             match self.cpu.run_system(&mut bus, &mut source, SLICE).1 {
