@@ -138,14 +138,31 @@ fn test_debian_kernel_boots_to_a_shell_on_the_software_cpu() {
     assert_eq!(status, Some(0), "poweroff -f: {stderr}");
 }
 
+/// Two vCPUs (the second started by INIT and start-up IPIs, through real mode), and a
+/// reboot with `--on-reboot restart` that boots both again.
 #[test]
-fn test_reboot_with_restart_boots_twice_on_the_software_cpu() {
-    let mut guest = Guest::boot(&["--on-reboot", "restart"]);
+fn test_two_vcpus_and_reboot_with_restart_on_the_software_cpu() {
+    let mut guest = Guest::boot(&["--vcpus", "2", "--on-reboot", "restart"]);
     guest.wait_for("gasang-init: ready", 1);
+    // Work on both CPUs: the second runs a busy loop while the first answers.
+    guest.type_line(
+        "taskset 2 sh -c 'i=0; while [ $i -lt 300 ]; do i=$((i+1)); done; echo BUSY=$i' & \
+         echo CPUS=$(nproc); wait; echo ONLINE=$(cat /sys/devices/system/cpu/online); \
+         echo DONE-$((1+1))",
+    );
+    // The output's marker, not the echoed command's.
+    let first = guest.wait_for("DONE-2", 1);
     guest.type_line("reboot -f");
     guest.wait_for("gasang-init: ready", 2);
+    guest.type_line("echo AGAIN=$(nproc); echo DONE-$((2+1))");
+    let console = guest.wait_for("DONE-3", 1);
     guest.type_line("poweroff -f");
     let (status, stderr) = guest.exit();
+    assert_eq!(value(&first, "CPUS"), "2", "{first}");
+    assert_eq!(value(&first, "BUSY"), "300");
+    assert_eq!(value(&first, "ONLINE"), "0-1");
+    assert!(first.contains("smp: Brought up 1 node, 2 CPUs"));
+    assert_eq!(value(&console, "AGAIN"), "2", "both CPUs after the restart");
     assert_eq!(status, Some(0), "{stderr}");
 }
 

@@ -49,6 +49,8 @@ pub struct Ipi {
     pub destination: u8,
     /// Shorthand: 0 none, 1 self, 2 all including self, 3 all excluding self.
     pub shorthand: u8,
+    /// The level bit: clear only in an INIT level de-assert, which does nothing.
+    pub assert: bool,
 }
 
 /// A 256-bit register (IRR, ISR, TMR) as eight 32-bit words, as the guest reads it.
@@ -343,6 +345,7 @@ impl LocalApic {
             logical: low & (1 << 11) != 0,
             destination: (self.icr >> 56) as u8,
             shorthand: ((low >> 18) & 3) as u8,
+            assert: low & (1 << 14) != 0,
         }
     }
 }
@@ -453,6 +456,7 @@ mod tests {
             logical: false,
             destination: 2,
             shorthand: 0,
+            assert: true,
         };
         assert_eq!(action, Some(ApicAction::Ipi(expected)));
         apic.write(reg::LDR, 0x0400_0000, 0);

@@ -2,7 +2,7 @@
 //! interrupts: the I/O APIC and one local APIC per vCPU, each behind its own lock, and
 //! per vCPU the flags and the condition variable that wake it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,6 +25,10 @@ pub struct VcpuSignals {
     pub attention: AtomicBool,
     /// Another thread asked the vCPU to return to the machine.
     pub kicked: AtomicBool,
+    /// An INIT IPI arrived: the vCPU waits for a start-up IPI.
+    pub init: AtomicBool,
+    /// A start-up IPI arrived: 0x100 | its vector (0: none).
+    pub sipi: AtomicU32,
     sleep: Mutex<()>,
     wake: Condvar,
 }
@@ -35,6 +39,8 @@ impl VcpuSignals {
             apic: Mutex::new(LocalApic::new(apic_id)),
             attention: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
+            init: AtomicBool::new(false),
+            sipi: AtomicU32::new(0),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
         }
@@ -60,11 +66,13 @@ impl VcpuSignals {
         self.notify();
     }
 
-    /// Sleeps until kicked, until an interrupt is requested (when `interruptible`), or
-    /// for at most `timeout`.
+    /// Sleeps until kicked, INIT or start-up IPI, until an interrupt is requested
+    /// (when `interruptible`), or for at most `timeout`.
     pub fn sleep(&self, interruptible: bool, timeout: Option<Duration>) {
         let woken = || {
             self.kicked.load(Ordering::SeqCst)
+                || self.init.load(Ordering::SeqCst)
+                || self.sipi.load(Ordering::SeqCst) != 0
                 || (interruptible && self.attention.load(Ordering::SeqCst))
         };
         let guard = lock(&self.sleep);
@@ -180,9 +188,9 @@ impl Interrupts {
         self.deliver_all(delivery);
     }
 
-    /// Sends an IPI from vCPU `from`. Fixed and lowest-priority IPIs are delivered;
-    /// INIT and start-up IPIs are not implemented yet (application processors never
-    /// start: they need real mode), nor NMIs.
+    /// Sends an IPI from vCPU `from`: fixed and lowest priority (delivered as fixed),
+    /// INIT (the target then waits for a start-up IPI; a level de-assert does
+    /// nothing) and start-up. NMIs are not implemented (dropped, logged).
     pub fn send_ipi(&self, from: usize, ipi: Ipi) {
         let targets: Vec<&Arc<VcpuSignals>> = match ipi.shorthand {
             1 => self.cpus.get(from).into_iter().collect(),
@@ -197,6 +205,16 @@ impl Interrupts {
             0 | 1 => targets
                 .iter()
                 .for_each(|cpu| cpu.request(ipi.vector, false)),
+            5 if !ipi.assert => {}
+            5 => targets.iter().for_each(|cpu| {
+                cpu.init.store(true, Ordering::SeqCst);
+                cpu.notify();
+            }),
+            6 => targets.iter().for_each(|cpu| {
+                cpu.sipi
+                    .store(0x100 | u32::from(ipi.vector), Ordering::SeqCst);
+                cpu.notify();
+            }),
             mode => tracing::debug!(?ipi, mode, "IPI delivery mode not implemented: dropped"),
         }
     }
@@ -258,10 +276,36 @@ mod tests {
             logical,
             destination,
             shorthand,
+            assert: true,
         };
         irq.send_ipi(1, fixed(0x40, false, 0, 3));
         let got: Vec<_> = irq.cpus.iter().map(|c| take(c)).collect();
         assert_eq!(got, [Some(0x40), None, Some(0x40)], "all but self");
+        let init = Ipi {
+            mode: 5,
+            ..fixed(0, false, 1, 0)
+        };
+        irq.send_ipi(
+            0,
+            Ipi {
+                assert: false,
+                ..init
+            },
+        );
+        assert!(
+            !irq.cpus[1].init.load(Ordering::SeqCst),
+            "a de-assert does nothing"
+        );
+        irq.send_ipi(0, init);
+        irq.send_ipi(
+            0,
+            Ipi {
+                mode: 6,
+                ..fixed(0x9a, false, 1, 0)
+            },
+        );
+        assert!(irq.cpus[1].init.load(Ordering::SeqCst));
+        assert_eq!(irq.cpus[1].sipi.load(Ordering::SeqCst), 0x19a);
         lock(&irq.cpus[2].apic).write(0xd0, 0x0400_0000, 0); // logical ID bit 2
         irq.send_ipi(0, fixed(0x50, true, 0x04, 0));
         assert_eq!(take(&irq.cpus[2]), Some(0x50));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use gasang_memory::GuestMemory;
 use gasang_softcpu::system::deliver::InterruptSource;
 use gasang_softcpu::system::ram::GuestRam;
-use gasang_softcpu::{Cpu, Exit, Flags};
+use gasang_softcpu::{Cpu, CpuState, Exit, Flags};
 use gasang_vcpu::{BootCpuState, CpuTopology, IoHandler, Kick, Vcpu, VcpuError, VcpuExit};
 
 use crate::clock;
@@ -56,9 +56,10 @@ pub struct SoftVcpu {
     _memory: GuestMemory,
     topology: CpuTopology,
     interrupts: Arc<Interrupts>,
-    /// Halted, or an application processor waiting for INIT/SIPI (not implemented
-    /// yet: they wait for good).
+    /// Halted (in HLT, or an application processor waiting for a start-up IPI).
     halted: bool,
+    /// Waiting for a start-up IPI (application processors from reset, or after INIT).
+    wait_for_sipi: bool,
     /// The kvmclock MSRs (wall clock, system time).
     kvmclock: [u64; 2],
 }
@@ -80,6 +81,7 @@ impl SoftVcpu {
             topology,
             interrupts,
             halted: index != 0,
+            wait_for_sipi: index != 0,
             kvmclock: [0; 2],
         }
     }
@@ -112,9 +114,30 @@ impl SoftVcpu {
         }
     }
 
-    /// While halted: sleeps until an interrupt the CPU takes, the timer, or a kick.
+    /// INIT and start-up IPIs: INIT makes an application processor wait for a start-up
+    /// IPI, which starts it in real mode at the IPI's vector.
+    fn startup(&mut self) {
+        let me = &self.interrupts.cpus[self.index as usize];
+        if me.init.swap(false, Ordering::SeqCst) && self.index != 0 {
+            me.sipi.store(0, Ordering::SeqCst);
+            (self.halted, self.wait_for_sipi) = (true, true);
+        }
+        let sipi = me.sipi.swap(0, Ordering::SeqCst);
+        if sipi != 0 && self.wait_for_sipi {
+            tracing::debug!(vcpu = self.index, vector = sipi & 0xff, "start-up IPI");
+            self.cpu = Cpu::new(CpuState::startup_ipi(sipi as u8));
+            (self.halted, self.wait_for_sipi) = (false, false);
+        }
+    }
+
+    /// While halted: sleeps until an interrupt the CPU takes, the timer, a kick, or
+    /// (waiting for one) a start-up IPI.
     fn wait(&mut self) {
-        let interruptible = self.index == 0 && self.cpu.state.rflags & Flags::IF != 0;
+        if self.wait_for_sipi {
+            self.signals().sleep(false, None);
+            return;
+        }
+        let interruptible = self.cpu.state.rflags & Flags::IF != 0;
         let timeout = self.tick();
         if interruptible && self.signals().attention.load(Ordering::SeqCst) {
             self.halted = false;
@@ -134,6 +157,7 @@ impl Vcpu for SoftVcpu {
             if self.signals().kicked.swap(false, Ordering::SeqCst) {
                 return Ok(VcpuExit::Interrupted);
             }
+            self.startup();
             if self.halted {
                 self.wait();
                 continue;

@@ -30,14 +30,17 @@ pub(crate) type Mode = u8;
 
 /// The [`Mode`] of `state`.
 pub(crate) fn mode(state: &crate::CpuState) -> Mode {
-    u8::from(state.long_mode) | (u8::from(state.sys.cpl == 3) << 1)
+    (state.code_bits() / 16) as u8 | (u8::from(state.sys.cpl == 3) << 3)
 }
 
 /// A run of decoded instructions.
 #[derive(Debug)]
 pub(crate) struct Block {
-    /// The first instruction's address.
+    /// The first instruction's linear address (its IP plus CS's base outside 64-bit
+    /// mode).
     pub start: u64,
+    /// Its bytes.
+    len: u64,
     /// The mode it was decoded in.
     pub mode: Mode,
     /// Its code pages' versions when decoded.
@@ -49,16 +52,17 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    /// A block of `instructions` (at least one), decoded in `mode` from code at
-    /// `version`.
+    /// A block of `instructions` (at least one), `len` bytes at linear `start`,
+    /// decoded in `mode` from code at `version`.
     pub fn new(
         instructions: Vec<Decoded>,
-        mode: Mode,
+        (start, len, mode): (u64, u64, Mode),
         version: CodeVersion,
         generation: Option<u64>,
     ) -> Self {
         Self {
-            start: instructions.first().map_or(0, |d| d.ins.ip()),
+            start,
+            len,
             mode,
             version,
             generation,
@@ -75,11 +79,7 @@ impl Block {
         if generation.is_some() && generation == self.generation {
             return true;
         }
-        let end = self
-            .instructions
-            .last()
-            .map_or(self.start, |d| d.ins.next_ip());
-        if code_version(mem, self.start, end - self.start) != Some(self.version) {
+        if code_version(mem, self.start, self.len) != Some(self.version) {
             return false;
         }
         self.generation = generation;

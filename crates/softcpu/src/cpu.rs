@@ -102,7 +102,7 @@ impl Cpu {
         while executed < limit {
             self.instruction_start = self.state.rip;
             let uncached;
-            let key = (self.state.rip, block::mode(&self.state));
+            let key = (self.state.fetch_address(), block::mode(&self.state));
             let block = match self.blocks.find(key, &mut *mem, generation) {
                 Some(slot) => self.blocks.get(slot),
                 None => match self.decode_block(&mut *mem) {
@@ -158,9 +158,10 @@ impl Cpu {
     /// Decodes the block at RIP; also says whether it may be cached (the memory tracks
     /// code versions).
     fn decode_block(&self, mem: &mut dyn Memory) -> Result<(Block, bool), Exception> {
-        let start = self.state.rip;
+        // IPs (what iced and the registers see), and the linear address of the first.
+        let (start_ip, start) = (self.state.rip, self.state.fetch_address());
         let generation = mem.code_generation();
-        let first = self.decode(mem, start)?;
+        let first = self.decode(mem, start_ip)?;
         let cacheable = generation.is_some() && mem.code_version(start).is_some();
         let mut next = first.next_ip();
         let mut instructions = vec![Decoded::new(first)];
@@ -169,7 +170,7 @@ impl Cpu {
         while cacheable
             && !block::ends_block(&last)
             && instructions.len() < MAX_BLOCK
-            && next >> 12 == start >> 12
+            && start.wrapping_add(next.wrapping_sub(start_ip)) >> 12 == start >> 12
         {
             let Ok(ins) = self.decode(mem, next) else {
                 break; // Left for when execution gets there: it may never.
@@ -177,34 +178,37 @@ impl Cpu {
             instructions.push(Decoded::new(ins));
             (last, next) = (ins, ins.next_ip());
         }
-        let version = block::code_version(mem, start, next.wrapping_sub(start));
-        let mode = block::mode(&self.state);
+        let len = next.wrapping_sub(start_ip);
+        let version = block::code_version(mem, start, len);
+        let place = (start, len, block::mode(&self.state));
         match version {
             Some(version) if cacheable => {
-                Ok((Block::new(instructions, mode, version, generation), true))
+                Ok((Block::new(instructions, place, version, generation), true))
             }
-            _ => Ok((Block::new(instructions, mode, (0, 0), None), false)),
+            _ => Ok((Block::new(instructions, place, (0, 0), None), false)),
         }
     }
 
-    /// Fetches and decodes the instruction at `rip`.
+    /// Fetches and decodes the instruction at `rip` (CS's base added outside 64-bit
+    /// mode).
     fn decode(&self, mem: &mut dyn Memory, rip: u64) -> Result<Instruction, Exception> {
         let mut bytes = [0u8; MAX_INSTRUCTION];
+        let at = rip.wrapping_add(self.state.fetch_address().wrapping_sub(self.state.rip));
         // An instruction may end just before unmapped memory: fetch as much as is there.
         let mut len = MAX_INSTRUCTION;
-        while let Err(fault) = mem.read(rip, &mut bytes[..len], Access::Execute) {
+        while let Err(fault) = mem.read(at, &mut bytes[..len], Access::Execute) {
             len -= 1;
             if len == 0 {
                 return Err(fault.into());
             }
         }
-        let bitness = if self.state.long_mode { 64 } else { 32 };
+        let bitness = self.state.code_bits();
         let mut decoder = Decoder::with_ip(bitness, &bytes[..len], rip, DecoderOptions::NONE);
         let instruction = decoder.decode();
         if instruction.is_invalid() {
             // Either truly invalid, or cut short by unmapped memory.
             return Err(if decoder.last_error() == DecoderError::NoMoreBytes {
-                MemoryFault::new(rip + len as u64, Access::Execute).into()
+                MemoryFault::new(at + len as u64, Access::Execute).into()
             } else {
                 Exception::InvalidOpcode
             });

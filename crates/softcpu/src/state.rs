@@ -133,6 +133,58 @@ impl CpuState {
         }
     }
 
+    /// A CPU in real mode as a start-up IPI with `vector` leaves it: CS = `vector` *
+    /// 256 (base `vector` * 4096), IP = 0, caches disabled, everything else at reset.
+    pub fn startup_ipi(vector: u8) -> Self {
+        let real = |selector: u16, attr| Segment {
+            selector,
+            base: u64::from(selector) << 4,
+            limit: 0xffff,
+            attr,
+        };
+        let data = real(0, 0x93);
+        let mut sys = crate::system::SystemState::protected_mode();
+        sys.cr0 = crate::system::cr0::ET | crate::system::cr0::NW_CD;
+        Self {
+            rip: 0,
+            rflags: 0x2,
+            seg: [
+                data,
+                real(u16::from(vector) << 8, 0x9b),
+                data,
+                data,
+                data,
+                data,
+            ],
+            long_mode: false,
+            mxcsr: MXCSR_RESET,
+            sys,
+            ..Default::default()
+        }
+    }
+
+    /// The linear address of the next instruction: RIP, plus CS's base outside 64-bit
+    /// mode.
+    pub fn fetch_address(&self) -> u64 {
+        if self.long_mode {
+            self.rip
+        } else {
+            self.rip.wrapping_add(self.seg[1].base) & 0xffff_ffff
+        }
+    }
+
+    /// The code size: 64 in 64-bit mode, else 32 or 16 by CS's D bit (real mode's CS
+    /// has it clear).
+    pub fn code_bits(&self) -> u32 {
+        if self.long_mode {
+            64
+        } else if self.seg[1].big() {
+            32
+        } else {
+            16
+        }
+    }
+
     /// Register `r`.
     pub fn reg(&self, r: Gpr) -> u64 {
         self.gpr[r as usize]

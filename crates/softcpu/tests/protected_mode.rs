@@ -133,3 +133,66 @@ fn test_pvh_style_entry_reaches_64_bit_mode_through_compatibility_mode() {
     // The compatibility-mode store walked the new tables: accessed and dirty.
     assert_eq!(ram.u64(u64::from(PD)) & 0x60, 0x60);
 }
+
+/// An application processor's start, as Linux's trampoline does it: a start-up IPI
+/// leaves it in real mode at `vector:0000`; 16-bit code with 32-bit operands (a 16-bit
+/// stack, the ID flag toggled through PUSHFD/POPFD) loads a GDT, sets CR0.PE and
+/// far-jumps to 32-bit code.
+#[test]
+fn test_startup_ipi_real_mode_reaches_32_bit_protected_mode() {
+    let mut ram = Ram::new(1 << 20);
+    let (vector, base) = (0x08u8, 0x8000u32);
+    ram.set_u64(u64::from(GDT) + 8, 0x00cf_9b00_0000_ffff);
+    ram.set_u64(u64::from(GDT) + 16, 0x00cf_9300_0000_ffff);
+    // The GDT pointer, at DS:0x800 (DS = CS = the trampoline's segment).
+    ram.put(u64::from(base) + 0x800, &[0x17, 0, 0x00, 0x50, 0, 0]);
+    let code32 = 0x3_0000u32;
+    let real = asm(16, 0, |a| {
+        let mut sub = a.create_label();
+        a.cli()?;
+        a.mov(ax, cs)?;
+        a.mov(ds, ax)?;
+        a.mov(ss, ax)?;
+        a.mov(esp, 0x1000u32)?;
+        a.call(sub)?;
+        a.pushfd()?;
+        a.pop(eax)?;
+        a.xor(eax, 0x20_0000)?; // ID
+        a.push(eax)?;
+        a.popfd()?;
+        a.pushfd()?;
+        a.pop(ebx)?;
+        a.lgdt(ptr(0x800))?;
+        a.mov(eax, cr0)?;
+        a.or(eax, 1)?;
+        a.mov(cr0, eax)?;
+        let [o0, o1, o2, o3] = code32.to_le_bytes();
+        a.db(&[0x66, 0xea, o0, o1, o2, o3, 0x08, 0x00])?; // ljmpl $0x08, $code32
+        a.set_label(&mut sub)?;
+        a.mov(di, 0x1234u32)?;
+        a.ret()
+    });
+    ram.put(u64::from(base), &real);
+    let protected = asm(32, code32, |a| {
+        a.mov(ax, 0x10u32)?;
+        a.mov(ds, ax)?;
+        a.mov(dword_ptr(DATA), 0x5555)?;
+        a.hlt()
+    });
+    ram.put(u64::from(code32), &protected);
+
+    let mut cpu = Cpu::new(CpuState::startup_ipi(vector));
+    assert_eq!(cpu.state.seg[1].base, u64::from(base));
+    let (_, exit) = cpu.run_system(&mut ram, &mut NoInterrupts, 1000);
+    assert_eq!(exit, Some(Exit::Halt), "RIP {:#x}", cpu.state.rip);
+    let st = &cpu.state;
+    assert_eq!((st.code_bits(), st.seg[1].selector), (32, 0x08));
+    assert_eq!(st.reg(Gpr::Rdi), 0x1234, "the 16-bit call");
+    assert_eq!(st.reg(Gpr::Rsp), 0x1000, "a balanced 16-bit stack");
+    assert_ne!(
+        st.reg(Gpr::Rbx) & 0x20_0000,
+        0,
+        "ID toggles: CPUID is there"
+    );
+    assert_eq!(ram.u64(u64::from(DATA)), 0x5555);
+}

@@ -12,8 +12,10 @@ impl Exec<'_> {
     fn stack_pointer_mask(&self) -> u64 {
         if self.st.long_mode {
             u64::MAX
-        } else {
+        } else if self.st.seg[2].big() {
             0xffff_ffff
+        } else {
+            0xffff // a 16-bit stack: real mode's
         }
     }
 
@@ -23,6 +25,14 @@ impl Exec<'_> {
             sp
         } else {
             sp.wrapping_add(self.st.seg[2].base) & 0xffff_ffff
+        }
+    }
+
+    /// The bytes PUSH, POP and CALL move: the operand size, which iced knows.
+    fn stack_slot_bits(&self) -> u32 {
+        match self.ins.stack_pointer_increment().unsigned_abs() {
+            0 => self.address_bits(),
+            n => n * 8,
         }
     }
 
@@ -45,23 +55,9 @@ impl Exec<'_> {
         Ok(value)
     }
 
-    /// Stack operand width: 64 bits in 64-bit mode (32 outside it) unless a 16-bit
-    /// operand is named.
-    fn stack_bits(&self, i: u32) -> u32 {
-        match self.ins.op_kind(i) {
-            OpKind::Register | OpKind::Memory if self.bits(i) == 16 => 16,
-            OpKind::Immediate16 | OpKind::Immediate8to16 => 16,
-            _ => self.address_bits(),
-        }
-    }
-
-    /// The width of a return address: 64 bits in 64-bit mode, 32 outside it.
+    /// The width of a return address by default: the code size.
     fn address_bits(&self) -> u32 {
-        if self.st.long_mode {
-            64
-        } else {
-            32
-        }
+        self.st.code_bits()
     }
 
     /// A branch target: immediate targets are decoded absolute; others are read.
@@ -79,24 +75,26 @@ impl Exec<'_> {
 pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
     match cx.ins.mnemonic() {
         Mnemonic::Push => {
-            let bits = cx.stack_bits(0);
+            let bits = cx.stack_slot_bits();
             let value = cx.read(0)?;
             cx.push(value, bits)?;
         }
         Mnemonic::Pop => {
-            let bits = cx.stack_bits(0);
+            let bits = cx.stack_slot_bits();
             let value = cx.pop(bits)?;
             cx.write(0, value)?;
         }
         Mnemonic::Call => {
             let target = cx.target()?;
-            cx.push(cx.st.rip, cx.address_bits())?;
+            // RIP past a 16- or 32-bit call fits its slot: the code is below 4 GiB.
+            cx.push(cx.st.rip, cx.stack_slot_bits())?;
             cx.st.rip = target;
         }
         Mnemonic::Ret => {
             let bits = match cx.ins.code() {
                 Code::Retnw | Code::Retnw_imm16 => 16,
-                _ => cx.address_bits(),
+                Code::Retnd | Code::Retnd_imm16 => 32,
+                _ => 64,
             };
             let target = cx.pop(bits)?;
             let release = if cx.ins.op_count() == 1 {
@@ -112,7 +110,12 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
         Mnemonic::Leave => {
             let sp = cx.st.reg(Gpr::Rbp) & cx.stack_pointer_mask();
             cx.st.set_reg(Gpr::Rsp, sp);
-            let rbp = cx.pop(cx.address_bits())?;
+            let bits = match cx.ins.code() {
+                Code::Leavew => 16,
+                Code::Leaved => 32,
+                _ => 64,
+            };
+            let rbp = cx.pop(bits)?;
             cx.st.set_reg(Gpr::Rbp, rbp);
         }
         Mnemonic::Jrcxz | Mnemonic::Jecxz => {

@@ -87,7 +87,7 @@ pub(crate) fn classify(ins: &Instruction) -> Handler {
         }
         Jmp if matches!(
             ins.code(),
-            Code::Jmp_ptr1632 | Code::Jmp_m1632 | Code::Jmp_m1664
+            Code::Jmp_ptr1616 | Code::Jmp_ptr1632 | Code::Jmp_m1632 | Code::Jmp_m1664
         ) =>
         {
             Handler::Other // a far jump: a system instruction

@@ -110,8 +110,11 @@ impl Exec<'_> {
                 .wrapping_add(index_value.wrapping_mul(u64::from(ins.memory_index_scale())))
                 .wrapping_add(ins.memory_displacement64())
         };
-        let offset = if base.size() == 4 || ins.memory_index().size() == 4 {
+        let index = ins.memory_index();
+        let offset = if base.size() == 4 || index.size() == 4 {
             offset & 0xffff_ffff
+        } else if base.size() == 2 || index.size() == 2 {
+            offset & 0xffff // 16-bit addressing: BX, BP, SI, DI
         } else {
             offset
         };

@@ -72,16 +72,20 @@ pub fn execute(cx: &mut Exec<'_>) -> Option<Result<Option<Exit>, Exception>> {
     let result = match cx.ins.mnemonic() {
         Cli | Sti => interrupt_flag(cx),
         Hlt => return Some(cx.kernel_only().map(|()| Some(Exit::Halt))),
-        Pushf | Pushfq => {
-            let bits = if cx.ins.code() == Code::Pushfw {
-                16
-            } else {
-                64
+        Pushf | Pushfd | Pushfq => {
+            let bits = match cx.ins.code() {
+                Code::Pushfw => 16,
+                Code::Pushfd => 32,
+                _ => 64,
             };
             cx.push(cx.st.rflags & !(RF | (1 << 17)), bits)
         }
-        Popf | Popfq => {
-            let bits = if cx.ins.code() == Code::Popfw { 16 } else { 64 };
+        Popf | Popfd | Popfq => {
+            let bits = match cx.ins.code() {
+                Code::Popfw => 16,
+                Code::Popfd => 32,
+                _ => 64,
+            };
             cx.pop(bits).map(|v| {
                 let v = if bits == 16 {
                     (cx.st.rflags & !0xffff) | v
@@ -226,11 +230,25 @@ fn far_jump(cx: &mut Exec<'_>) -> Result<(), Exception> {
         let selector = cx.load(addr.wrapping_add(width as u64), 16)?;
         (selector as u16, offset)
     } else {
-        (
-            cx.ins.far_branch_selector(),
-            u64::from(cx.ins.far_branch32()),
-        )
+        let offset = if cx.ins.op0_kind() == OpKind::FarBranch16 {
+            u32::from(cx.ins.far_branch16())
+        } else {
+            cx.ins.far_branch32()
+        };
+        (cx.ins.far_branch_selector(), u64::from(offset))
     };
+    if cx.st.sys.cr0 & cr0::PE == 0 {
+        // Real mode: the selector is the base's paragraph; no descriptor.
+        cx.st.seg[1] = Segment {
+            selector,
+            base: u64::from(selector) << 4,
+            limit: 0xffff,
+            attr: 0x9b,
+        };
+        cx.st.rip = offset & 0xffff_ffff;
+        cx.control_changed(Flush::None);
+        return Ok(());
+    }
     let code = code_segment(cx.st, cx.mem, selector)?;
     let cpl = cx.st.sys.cpl;
     if code.dpl() != cpl {
@@ -521,7 +539,16 @@ fn load_segment(cx: &mut Exec<'_>, reg: Register) -> Result<(), Exception> {
     }
     let selector = cx.read(1)? as u16;
     let stack = reg == Register::SS;
-    let mut seg = data_segment(cx.st, cx.mem, selector, stack)?;
+    let mut seg = if cx.st.sys.cr0 & cr0::PE == 0 {
+        // Real mode: the base is the selector's paragraph; the rest stays cached.
+        Segment {
+            selector,
+            base: u64::from(selector) << 4,
+            ..cx.st.seg[reg.number()]
+        }
+    } else {
+        data_segment(cx.st, cx.mem, selector, stack)?
+    };
     let index = reg.number();
     if matches!(reg, Register::FS | Register::GS) {
         // The descriptor's 32-bit base (zero-extended): MSRs set wider ones.
