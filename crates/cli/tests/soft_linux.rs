@@ -19,6 +19,32 @@ fn asset(name: &str) -> PathBuf {
     path
 }
 
+/// The asset initramfs with `programs` appended under /bin (Linux unpacks
+/// concatenated archives in order), written to a file of its own.
+fn initrd_with(programs: &[PathBuf], name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gasang-soft-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("root/bin")).unwrap();
+    for program in programs {
+        std::fs::copy(
+            program,
+            dir.join("root/bin").join(program.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let archive = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("cd root && find . | LC_ALL=C sort | busybox cpio -o -H newc 2>/dev/null | gzip")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(archive.status.success());
+    let mut image = std::fs::read(asset("initrd.img")).unwrap();
+    image.extend(archive.stdout);
+    let path = dir.join("initrd.img");
+    std::fs::write(&path, image).unwrap();
+    path
+}
+
 /// A guest on the software CPU with the console on pipes, read by a thread.
 struct Guest {
     child: Child,
@@ -28,11 +54,15 @@ struct Guest {
 
 impl Guest {
     fn boot(extra: &[&str]) -> Self {
+        Self::boot_with(&asset("initrd.img"), extra)
+    }
+
+    fn boot_with(initrd: &std::path::Path, extra: &[&str]) -> Self {
         let mut child = common::gasang()
             .args(["run", "--accel", "soft", "--memory", "256M", "--kernel"])
             .arg(asset("vmlinuz"))
             .arg("--initrd")
-            .arg(asset("initrd.img"))
+            .arg(initrd)
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -101,10 +131,38 @@ fn value<'a>(console: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key}= in:\n{console}"))
 }
 
+/// What `program` printed between the guest's `BEGIN-x` and `END-x` lines (the tty's
+/// CRs removed).
+fn between(console: &str, x: &str) -> String {
+    let (begin, end) = (format!("\nBEGIN-{x}\r\n"), format!("END-{x}\r\n"));
+    let from = console
+        .find(&begin)
+        .unwrap_or_else(|| panic!("no BEGIN-{x}:\n{console}"));
+    let rest = &console[from + begin.len()..];
+    let to = rest
+        .find(&end)
+        .unwrap_or_else(|| panic!("no END-{x}:\n{console}"));
+    rest[..to].replace('\r', "")
+}
+
+/// Debian's kernel to a shell: commands typed into the console run, `nproc`,
+/// `/proc/meminfo`, `date` and the clocksource are right, two CPU-bound static glibc
+/// programs (a compression round trip; printf of floats, on the x87 and SSE state the
+/// guest kernel switches) print exactly what they print natively, and `poweroff -f`
+/// exits 0.
 #[test]
 fn test_debian_kernel_boots_to_a_shell_on_the_software_cpu() {
-    let mut guest = Guest::boot(&[]);
+    let programs = ["libc_compress", "libc_float"].map(common::libc_program);
+    let initrd = initrd_with(&programs, "shell");
+    let mut guest = Guest::boot_with(&initrd, &[]);
     guest.wait_for("gasang-init: ready", 1);
+    for program in ["libc_compress", "libc_float"] {
+        // `echo X-$((1))` prints "X-1": the echoed command line does not match.
+        guest.type_line(&format!(
+            "echo BEGIN-$((1)); {program}; echo END-$((1)); echo RAN-{program}-$((7))"
+        ));
+        guest.wait_for(&format!("RAN-{program}-7"), 1);
+    }
     guest.type_line(
         "echo CPUS=$(nproc); echo MEM=$(awk '/MemTotal/ {print $2}' /proc/meminfo); \
          echo NOW=$(date +%s); \
@@ -114,6 +172,21 @@ fn test_debian_kernel_boots_to_a_shell_on_the_software_cpu() {
     let console = guest.wait_for("SUM=42", 1);
     guest.type_line("poweroff -f");
     let (status, stderr) = guest.exit();
+    std::fs::remove_dir_all(initrd.parent().unwrap()).unwrap();
+    let outputs: Vec<String> = console
+        .split("\nBEGIN-1\r\n")
+        .skip(1)
+        .map(|part| between(&format!("\nBEGIN-1\r\n{part}"), "1"))
+        .collect();
+    for (program, output) in programs.iter().zip(&outputs) {
+        let native = std::process::Command::new(program).output().unwrap();
+        assert_eq!(
+            output,
+            &String::from_utf8_lossy(&native.stdout),
+            "{program:?}"
+        );
+    }
+    assert_eq!(outputs.len(), 2, "{console}");
     assert_eq!(value(&console, "CPUS"), "1");
     let mem: u64 = value(&console, "MEM").parse().unwrap();
     assert!(
