@@ -138,6 +138,25 @@ impl PhysicalMemory for MachineBus<'_> {
         }
     }
 
+    #[inline]
+    fn load(&mut self, addr: u64, len: usize) -> u64 {
+        if self.is_ram(addr, len) {
+            return self.ram.load(addr, len);
+        }
+        let mut buf = [0u8; 8];
+        self.read(addr, &mut buf[..len]);
+        u64::from_le_bytes(buf)
+    }
+
+    #[inline]
+    fn store(&mut self, addr: u64, len: usize, value: u64) {
+        if self.is_ram(addr, len) {
+            self.ram.store(addr, len, value);
+        } else {
+            self.write(addr, &value.to_le_bytes()[..len]);
+        }
+    }
+
     fn compare_exchange(&mut self, addr: u64, len: usize, old: u128, new: u128) -> bool {
         if self.is_ram(addr, len) {
             self.ram.compare_exchange(addr, len, old, new)

@@ -23,6 +23,17 @@ pub trait PhysicalMemory {
         self.write(addr, &new.to_le_bytes()[..len]);
         true
     }
+    /// Reads the `len` (1..=8) bytes at `addr` as a little-endian value: the common
+    /// case of [`PhysicalMemory::read`], which RAM can do without a buffer.
+    fn load(&mut self, addr: u64, len: usize) -> u64 {
+        let mut buf = [0u8; 8];
+        self.read(addr, &mut buf[..len]);
+        u64::from_le_bytes(buf)
+    }
+    /// Writes the `len` (1..=8) low bytes of `value` at `addr`.
+    fn store(&mut self, addr: u64, len: usize, value: u64) {
+        self.write(addr, &value.to_le_bytes()[..len]);
+    }
     /// As [`Memory::code_version`], for the page at guest-physical `addr`.
     fn code_version(&mut self, _addr: u64) -> Option<u64> {
         None
@@ -360,6 +371,27 @@ impl Linear<'_> {
 }
 
 impl Memory for Linear<'_> {
+    #[inline]
+    fn load(&mut self, addr: u64, len: usize, access: Access) -> Result<u64, MemoryFault> {
+        if (addr & 0xfff) as usize + len <= 0x1000 {
+            let phys = self.translate(addr, access)?;
+            return Ok(self.phys.load(phys, len));
+        }
+        let mut buf = [0u8; 8];
+        self.read(addr, &mut buf[..len], access)?;
+        Ok(u64::from_le_bytes(buf))
+    }
+
+    #[inline]
+    fn store(&mut self, addr: u64, len: usize, value: u64) -> Result<(), MemoryFault> {
+        if (addr & 0xfff) as usize + len <= 0x1000 {
+            let phys = self.translate(addr, Access::Write)?;
+            self.phys.store(phys, len, value);
+            return Ok(());
+        }
+        self.write(addr, &value.to_le_bytes()[..len])
+    }
+
     fn read(&mut self, addr: u64, buf: &mut [u8], access: Access) -> Result<(), MemoryFault> {
         let mut at = 0;
         for (phys, len) in self.pieces(addr, buf.len(), access)? {

@@ -21,6 +21,7 @@ struct CodePages {
 
 impl CodePages {
     /// Forgets the code decoded from pages `first..=last` (their bytes changed).
+    #[inline]
     fn written(&self, first: usize, last: usize) {
         let mut dropped = false;
         for version in self.versions.get(first..=last).unwrap_or_default() {
@@ -98,11 +99,65 @@ impl GuestRam {
 
 impl PhysicalMemory for GuestRam {
     fn read(&mut self, addr: u64, buf: &mut [u8]) {
-        buf.fill(0xff);
-        if let Some((at, n)) = self.inside(addr, buf.len()) {
-            // SAFETY: `at + n <= len`, inside the mapping `new`'s contract keeps alive;
-            // `buf` is a distinct host buffer.
-            unsafe { std::ptr::copy_nonoverlapping(self.base.add(at), buf.as_mut_ptr(), n) };
+        match self.inside(addr, buf.len()) {
+            Some((at, n)) => {
+                // SAFETY: `at + n <= len`, inside the mapping `new`'s contract keeps
+                // alive; `buf` is a distinct host buffer.
+                unsafe { std::ptr::copy_nonoverlapping(self.base.add(at), buf.as_mut_ptr(), n) };
+                buf[n..].fill(0xff);
+            }
+            None => buf.fill(0xff),
+        }
+    }
+
+    #[inline]
+    fn load(&mut self, addr: u64, len: usize) -> u64 {
+        match self.inside(addr, len) {
+            Some((at, n)) if n == len => {
+                // SAFETY: `len` (1..=8) bytes at `at` are inside the mapping; an
+                // unaligned read of plain bytes, as the guest's own load is.
+                let p = unsafe { self.base.add(at) };
+                // SAFETY: as above, for each width.
+                unsafe {
+                    match len {
+                        1 => u64::from(p.read()),
+                        2 => u64::from(p.cast::<u16>().read_unaligned()),
+                        4 => u64::from(p.cast::<u32>().read_unaligned()),
+                        8 => p.cast::<u64>().read_unaligned(),
+                        _ => {
+                            let mut buf = [0u8; 8];
+                            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), len);
+                            u64::from_le_bytes(buf)
+                        }
+                    }
+                }
+            }
+            _ => {
+                let mut buf = [0u8; 8];
+                self.read(addr, &mut buf[..len]);
+                u64::from_le_bytes(buf)
+            }
+        }
+    }
+
+    #[inline]
+    fn store(&mut self, addr: u64, len: usize, value: u64) {
+        match self.inside(addr, len) {
+            Some((at, n)) if n == len && matches!(len, 1 | 2 | 4 | 8) => {
+                // SAFETY: `len` bytes at `at` are inside the mapping, which is
+                // writable; an unaligned write of plain bytes.
+                unsafe {
+                    let p = self.base.add(at);
+                    match len {
+                        1 => p.write(value as u8),
+                        2 => p.cast::<u16>().write_unaligned(value as u16),
+                        4 => p.cast::<u32>().write_unaligned(value as u32),
+                        _ => p.cast::<u64>().write_unaligned(value),
+                    }
+                }
+                self.code.written(at / PAGE, (at + len - 1) / PAGE);
+            }
+            _ => self.write(addr, &value.to_le_bytes()[..len]),
         }
     }
 
@@ -183,6 +238,12 @@ mod tests {
         ram.read(0x2ffe, &mut buf);
         assert_eq!(buf, [0, 0, 0xff, 0xff], "past the end reads as all ones");
         assert!(!ram.compare_exchange(0x2ffc, 8, 0, 1), "straddling the end");
+        let v3 = ram.code_version(0x1000).unwrap();
+        other.store(0x1003, 4, 0xdead_beef);
+        assert_eq!(ram.load(0x1003, 4), 0xdead_beef);
+        assert_eq!(ram.load(0x1004, 2), 0xbeef >> 8 | 0xad << 8);
+        assert_ne!(ram.code_version(0x1000), Some(v3), "a typed store counts");
+        assert_eq!(ram.load(0x2ffe, 4), 0xffff_0000, "past the end: all ones");
         assert_eq!(ram.code_version(0x3000), None);
     }
 }
