@@ -37,7 +37,11 @@ fn wait_for(console: &Mutex<String>, marker: &str) -> Instant {
         if console.lock().unwrap().contains(marker) {
             return Instant::now();
         }
-        assert!(Instant::now() < deadline, "no '{marker}'");
+        if Instant::now() > deadline {
+            let seen = console.lock().unwrap();
+            let tail = &seen[seen.len().saturating_sub(3000)..];
+            panic!("no '{marker}' after 300 s; the console ended with:\n{tail}");
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
 }

@@ -93,7 +93,7 @@ impl VcpuSignals {
 pub struct Interrupts {
     ioapic: Mutex<IoApic>,
     /// Time in nanoseconds ([`crate::clock::now_ns`]).
-    pub pit: Mutex<Pit>,
+    pit: Mutex<Pit>,
     /// By vCPU index.
     pub cpus: Vec<Arc<VcpuSignals>>,
 }
@@ -161,6 +161,11 @@ impl Interrupts {
         for d in deliveries {
             self.deliver(d);
         }
+    }
+
+    /// The PIT, locked.
+    pub fn pit(&self) -> MutexGuard<'_, Pit> {
+        lock(&self.pit)
     }
 
     /// Advances the PIT to `now` (ns): an edge on GSI 0 if channel 0 expired. Returns

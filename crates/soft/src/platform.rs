@@ -183,12 +183,7 @@ impl PhysicalMemory for MachineBus<'_> {
 
     fn port_read(&mut self, port: u16, data: &mut [u8]) {
         if is_pit_port(port) {
-            let mut pit = self
-                .interrupts
-                .pit
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let byte = pit.read(port, crate::clock::now_ns());
+            let byte = self.interrupts.pit().read(port, clock::now_ns());
             data.fill(0);
             data[0] = byte;
         } else {
@@ -198,12 +193,7 @@ impl PhysicalMemory for MachineBus<'_> {
 
     fn port_write(&mut self, port: u16, data: &[u8]) {
         if is_pit_port(port) {
-            let mut pit = self
-                .interrupts
-                .pit
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            pit.write(port, data[0], crate::clock::now_ns());
+            self.interrupts.pit().write(port, data[0], clock::now_ns());
         } else {
             self.io.pio_write(port, data);
         }
