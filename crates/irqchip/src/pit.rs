@@ -10,6 +10,9 @@
 /// The PIT's input clock.
 pub const HZ: u64 = 1_193_182;
 
+/// The most channel 0 periods owed at once (a second at HZ=1000).
+const MAX_MISSED: u64 = 1000;
+
 /// Port 0x61 bits: channel 2's gate, and its output (read-only).
 const GATE2: u8 = 1;
 const OUT2: u8 = 1 << 5;
@@ -114,7 +117,9 @@ impl Pit {
                 let period = Channel::ns(c.period()).max(1);
                 let passed = (now - due) / period + 1;
                 c.next_irq = Some(due + passed * period);
-                self.missed += passed;
+                // Owed ticks are capped: a guest stopped for long (or a tiny period
+                // over a long gap) must not be owed an interrupt storm.
+                self.missed = (self.missed + passed).min(MAX_MISSED);
             } else {
                 c.next_irq = None;
                 self.missed += 1;
@@ -254,6 +259,11 @@ mod tests {
         }
         assert!(!pit.tick(1000 + 5 * period + 9), "caught up");
         assert_eq!(pit.next_irq(), Some(1000 + 6 * period));
+        pit.tick(1000 + 100_000 * period);
+        let owed = (0..2000)
+            .take_while(|_| pit.tick(1000 + 100_000 * period))
+            .count();
+        assert_eq!(owed, MAX_MISSED as usize - 1, "capped");
     }
 
     #[test]
