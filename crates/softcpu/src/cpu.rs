@@ -288,19 +288,7 @@ impl Memory for Dyn<'_> {
     fn code_generation(&self) -> Option<u64> {
         self.0.code_generation()
     }
-    fn port_read(&mut self, port: u16, data: &mut [u8]) {
-        self.0.port_read(port, data)
-    }
-    fn port_write(&mut self, port: u16, data: &[u8]) {
-        self.0.port_write(port, data)
-    }
-    fn msr_read(&mut self, number: u32) -> Option<u64> {
-        self.0.msr_read(number)
-    }
-    fn msr_write(&mut self, number: u32, value: u64) -> Option<()> {
-        self.0.msr_write(number, value)
-    }
-    fn cpuid(&mut self, leaf: u32, sub: u32, model: [u32; 4]) -> [u32; 4] {
-        self.0.cpuid(leaf, sub, model)
+    fn platform(&mut self) -> Option<&mut dyn crate::system::paging::PhysicalMemory> {
+        self.0.platform()
     }
 }

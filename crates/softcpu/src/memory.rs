@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::system::paging::PhysicalMemory;
+
 /// Why memory was accessed (for faults: page faults report it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -109,32 +111,24 @@ pub trait Memory {
         None
     }
 
-    /// Port input: fills `data` from `port`. The default: nothing there (an undriven
-    /// bus reads all ones).
-    fn port_read(&mut self, _port: u16, data: &mut [u8]) {
-        data.fill(0xff);
-    }
-
-    /// Port output of `data` to `port`. The default: nothing there.
-    fn port_write(&mut self, _port: u16, _data: &[u8]) {}
-
-    /// RDMSR of an MSR the CPU does not implement itself: the platform's (the local
-    /// APIC's, the paravirtual clock's). `None`: no such MSR (#GP).
-    fn msr_read(&mut self, _number: u32) -> Option<u64> {
+    /// The machine behind this memory, for what is not memory: port I/O, the MSRs the
+    /// CPU does not own, CPUID's platform leaves ([`PhysicalMemory`]'s hooks). `None`
+    /// (the default, as for `user-run`): no machine, which the hooks' defaults describe.
+    fn platform(&mut self) -> Option<&mut dyn PhysicalMemory> {
         None
     }
+}
 
-    /// WRMSR of an MSR the CPU does not implement itself. `None`: no such MSR, or a
-    /// value it refuses (#GP).
-    fn msr_write(&mut self, _number: u32, _value: u64) -> Option<()> {
-        None
-    }
+/// No machine at all: nothing but the [`PhysicalMemory`] hooks' defaults (ports that
+/// read all ones, no MSRs, CPUID as the CPU's model says). What the CPU talks to when
+/// its memory has no [`Memory::platform`].
+pub(crate) struct NoPlatform;
 
-    /// CPUID `leaf`/`sub` as the platform completes the CPU's own `model` answer
-    /// (topology, APIC, hypervisor leaves). The default: the model as it is.
-    fn cpuid(&mut self, _leaf: u32, _sub: u32, model: [u32; 4]) -> [u32; 4] {
-        model
+impl PhysicalMemory for NoPlatform {
+    fn read(&mut self, _addr: u64, buf: &mut [u8]) {
+        buf.fill(0xff);
     }
+    fn write(&mut self, _addr: u64, _buf: &[u8]) {}
 }
 
 /// Byte-addressable regions at fixed linear addresses; anything else faults.

@@ -101,7 +101,8 @@ fn cpu_info(cx: &mut Exec<'_>) {
         Cpuid => {
             let leaf = cx.reg(Register::EAX) as u32;
             let sub = cx.reg(Register::ECX) as u32;
-            let [a, b, c, d] = cx.mem.cpuid(leaf, sub, crate::cpuid::cpuid(leaf, sub));
+            let model = crate::cpuid::cpuid(leaf, sub);
+            let [a, b, c, d] = cx.with_platform(|p| p.cpuid(leaf, sub, model));
             for (reg, value) in [
                 (Register::EAX, a),
                 (Register::EBX, b),

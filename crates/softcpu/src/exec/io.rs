@@ -1,5 +1,5 @@
-//! Port I/O: IN and OUT, to the platform through [`crate::Memory::port_read`] and
-//! [`crate::Memory::port_write`]. Allowed while CPL <= IOPL; the TSS I/O permission
+//! Port I/O: IN and OUT, to the platform (`PhysicalMemory::port_read` and
+//! `port_write`, through [`crate::Memory::platform`]). Allowed while CPL <= IOPL; the TSS I/O permission
 //! bitmap is not consulted (Linux gives user mode no ports but through it, and the
 //! bitmap's absence only refuses more). INS and OUTS are not implemented (#UD).
 
@@ -36,11 +36,11 @@ fn port_io(cx: &mut Exec<'_>, input: bool) -> Result<(), Exception> {
     let len = data_register.size();
     if input {
         let mut data = [0u8; 4];
-        cx.mem.port_read(port, &mut data[..len]);
+        cx.with_platform(|p| p.port_read(port, &mut data[..len]));
         cx.set_reg(data_register, u64::from(u32::from_le_bytes(data)));
     } else {
         let value = cx.reg(data_register) as u32;
-        cx.mem.port_write(port, &value.to_le_bytes()[..len]);
+        cx.with_platform(|p| p.port_write(port, &value.to_le_bytes()[..len]));
     }
     Ok(())
 }

@@ -21,8 +21,9 @@ use iced_x86::{Code, EncodingKind, Instruction, Mnemonic};
 
 use crate::cpu::{Exception, Exit};
 use crate::decoded::Decoded;
-use crate::memory::Memory;
+use crate::memory::{Memory, NoPlatform};
 use crate::state::CpuState;
+use crate::system::paging::PhysicalMemory;
 
 /// What one instruction's execution works on.
 pub(crate) struct Exec<'a> {
@@ -101,6 +102,16 @@ pub(crate) fn classify(ins: &Instruction) -> Handler {
         Seto | Setno | Setb | Setae | Sete | Setne | Setbe | Seta | Sets | Setns | Setp | Setnp
         | Setl | Setge | Setle | Setg => Handler::Setcc,
         _ => Handler::Other,
+    }
+}
+
+impl Exec<'_> {
+    /// Runs `f` on the machine behind the memory, or on none ([`NoPlatform`]).
+    pub fn with_platform<T>(&mut self, f: impl FnOnce(&mut dyn PhysicalMemory) -> T) -> T {
+        match self.mem.platform() {
+            Some(platform) => f(platform),
+            None => f(&mut NoPlatform),
+        }
     }
 }
 

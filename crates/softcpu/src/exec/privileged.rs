@@ -328,7 +328,7 @@ fn model_specific(cx: &mut Exec<'_>) -> Result<(), Exception> {
     if cx.ins.mnemonic() == Mnemonic::Rdmsr {
         let value = match read_msr(cx, number) {
             Some(value) => value,
-            None => cx.mem.msr_read(number).ok_or(gp)?,
+            None => cx.with_platform(|p| p.msr_read(number)).ok_or(gp)?,
         };
         cx.set_reg(Register::EAX, value & 0xffff_ffff);
         cx.set_reg(Register::EDX, value >> 32);
@@ -337,7 +337,7 @@ fn model_specific(cx: &mut Exec<'_>) -> Result<(), Exception> {
     let value = (cx.reg(Register::EDX) << 32) | cx.reg(Register::EAX);
     match write_msr(cx, number, value) {
         Some(()) => Ok(()),
-        None => cx.mem.msr_write(number, value).ok_or(gp),
+        None => cx.with_platform(|p| p.msr_write(number, value)).ok_or(gp),
     }
 }
 

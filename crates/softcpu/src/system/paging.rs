@@ -45,13 +45,13 @@ pub trait PhysicalMemory {
         None
     }
 
-    /// As [`Memory::port_read`]: port input: fills `data` from `port`. The default: nothing there (an undriven
+    /// Port input: fills `data` from `port`. The default: nothing there (an undriven
     /// bus reads all ones).
     fn port_read(&mut self, _port: u16, data: &mut [u8]) {
         data.fill(0xff);
     }
 
-    /// As [`Memory::port_write`]: port output of `data` to `port`. The default: nothing there.
+    /// Port output of `data` to `port`. The default: nothing there.
     fn port_write(&mut self, _port: u16, _data: &[u8]) {}
 
     /// RDMSR of an MSR the CPU does not implement itself: the platform's (the local
@@ -446,20 +446,8 @@ impl Memory for Linear<'_> {
         Some(self.phys.code_generation()? + self.tlb.epoch)
     }
 
-    fn port_read(&mut self, port: u16, data: &mut [u8]) {
-        self.phys.port_read(port, data)
-    }
-    fn port_write(&mut self, port: u16, data: &[u8]) {
-        self.phys.port_write(port, data)
-    }
-    fn msr_read(&mut self, number: u32) -> Option<u64> {
-        self.phys.msr_read(number)
-    }
-    fn msr_write(&mut self, number: u32, value: u64) -> Option<()> {
-        self.phys.msr_write(number, value)
-    }
-    fn cpuid(&mut self, leaf: u32, sub: u32, model: [u32; 4]) -> [u32; 4] {
-        self.phys.cpuid(leaf, sub, model)
+    fn platform(&mut self) -> Option<&mut dyn PhysicalMemory> {
+        Some(&mut *self.phys)
     }
 
     fn control(&mut self, state: &CpuState, flush: Flush) {
