@@ -4,11 +4,8 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The host's time-stamp counter: constant-rate and monotonic on hosts gasang runs on.
-pub fn tsc() -> u64 {
-    // SAFETY: RDTSC has no preconditions on x86-64.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
+/// The host's time-stamp counter (the guest's TSC is the host's).
+pub use gasang_softcpu::host_tsc as tsc;
 
 /// TSC ticks per second, measured against the monotonic clock over 20 ms, once.
 pub fn tsc_hz() -> u64 {

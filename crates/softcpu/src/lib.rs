@@ -28,3 +28,10 @@ pub use flags::Flags;
 pub use memory::{Access, FlatMemory, Memory, MemoryFault};
 pub use state::{CpuState, Gpr, Segment};
 pub use x87::X87State;
+
+/// The host's time-stamp counter, which the guest's is (plus an offset the guest may
+/// write): constant-rate and monotonic on the hosts gasang runs on.
+pub fn host_tsc() -> u64 {
+    // SAFETY: RDTSC has no preconditions on x86-64 (the host gasang runs on).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}

@@ -114,7 +114,7 @@ fn cpu_info(cx: &mut Exec<'_>) {
         }
         _ => {
             // The host's counter plus the offset a guest's TSC write set.
-            let tsc = host_tsc().wrapping_add(cx.st.sys.msr.tsc_offset);
+            let tsc = crate::host_tsc().wrapping_add(cx.st.sys.msr.tsc_offset);
             cx.set_reg(Register::EAX, tsc & 0xffff_ffff);
             cx.set_reg(Register::EDX, tsc >> 32);
             if cx.ins.mnemonic() == Rdtscp {
@@ -122,12 +122,6 @@ fn cpu_info(cx: &mut Exec<'_>) {
             }
         }
     }
-}
-
-/// The host's time-stamp counter: constant-rate and monotonic on modern hosts.
-pub(super) fn host_tsc() -> u64 {
-    // SAFETY: RDTSC has no preconditions on x86-64 (the host gasang runs on).
-    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// CMPXCHG r/m, r: compare the accumulator with r/m; equal -> store r, else load it.

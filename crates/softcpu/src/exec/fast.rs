@@ -103,16 +103,12 @@ pub(crate) fn execute<M: Memory>(
         }
         Fast::Jmp(target) => st.rip = target,
         Fast::Call(target) => {
-            let rsp = st.reg(Gpr::Rsp).wrapping_sub(8);
-            mem.store(rsp, 8, st.rip)?;
-            st.set_reg(Gpr::Rsp, rsp);
+            push(st, mem, st.rip)?;
             st.rip = target;
         }
         Fast::CallIndirect => {
             let target = read(st, mem, d, dst)?;
-            let rsp = st.reg(Gpr::Rsp).wrapping_sub(8);
-            mem.store(rsp, 8, st.rip)?;
-            st.set_reg(Gpr::Rsp, rsp);
+            push(st, mem, st.rip)?;
             st.rip = target;
         }
         Fast::JmpIndirect => st.rip = read(st, mem, d, dst)?,
@@ -123,9 +119,7 @@ pub(crate) fn execute<M: Memory>(
         }
         Fast::Push => {
             let v = read(st, mem, d, dst)?;
-            let rsp = st.reg(Gpr::Rsp).wrapping_sub(8);
-            mem.store(rsp, 8, v)?;
-            st.set_reg(Gpr::Rsp, rsp);
+            push(st, mem, v)?;
         }
         Fast::Pop => {
             let rsp = st.reg(Gpr::Rsp);
@@ -138,6 +132,15 @@ pub(crate) fn execute<M: Memory>(
             }
         }
     }
+    Ok(())
+}
+
+/// Pushes 8 bytes: RSP moves only once the store succeeded.
+#[inline(always)]
+fn push<M: Memory>(st: &mut CpuState, mem: &mut M, value: u64) -> Result<(), Exception> {
+    let rsp = st.reg(Gpr::Rsp).wrapping_sub(8);
+    mem.store(rsp, 8, value)?;
+    st.set_reg(Gpr::Rsp, rsp);
     Ok(())
 }
 

@@ -344,7 +344,7 @@ fn model_specific(cx: &mut Exec<'_>) -> Result<(), Exception> {
 fn read_msr(cx: &Exec<'_>, number: u32) -> Option<u64> {
     let (st, m) = (&*cx.st, &cx.st.sys.msr);
     Some(match number {
-        msr::TSC => super::data::host_tsc().wrapping_add(m.tsc_offset),
+        msr::TSC => crate::host_tsc().wrapping_add(m.tsc_offset),
         msr::PAT => m.pat,
         msr::SYSENTER_CS => m.sysenter[0],
         msr::SYSENTER_ESP => m.sysenter[1],
@@ -369,7 +369,7 @@ fn write_msr(cx: &mut Exec<'_>, number: u32, value: u64) -> Option<()> {
     let st = &mut *cx.st;
     let m = &mut st.sys.msr;
     match number {
-        msr::TSC => m.tsc_offset = value.wrapping_sub(super::data::host_tsc()),
+        msr::TSC => m.tsc_offset = value.wrapping_sub(crate::host_tsc()),
         msr::PAT => m.pat = value,
         msr::SYSENTER_CS => m.sysenter[0] = value,
         msr::SYSENTER_ESP => m.sysenter[1] = address(value)?,
