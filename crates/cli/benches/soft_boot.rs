@@ -16,9 +16,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const CPU_COMMAND: &str = "dd if=/dev/zero bs=64k count=256 2>/dev/null | md5sum; echo CPU-DONE";
@@ -57,17 +57,7 @@ fn measure(mut cmd: Command) -> Option<Sample> {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let console = Arc::new(Mutex::new(String::new()));
-    let sink = console.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = stdout.read(&mut buf) {
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
+    let console = common::console_reader(child.stdout.take().unwrap());
     let hung = |mut child: std::process::Child| {
         let _ = child.kill();
         let _ = child.wait();

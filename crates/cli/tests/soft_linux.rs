@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
@@ -70,17 +70,7 @@ impl Guest {
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let console = Arc::new(Mutex::new(String::new()));
-        let sink = console.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = stdout.read(&mut buf) {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let console = common::console_reader(child.stdout.take().unwrap());
         Self {
             child,
             stdin,
@@ -131,18 +121,16 @@ fn value<'a>(console: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key}= in:\n{console}"))
 }
 
-/// What `program` printed between the guest's `BEGIN-x` and `END-x` lines (the tty's
-/// CRs removed).
-fn between(console: &str, x: &str) -> String {
-    let (begin, end) = (format!("\nBEGIN-{x}\r\n"), format!("END-{x}\r\n"));
-    let from = console
-        .find(&begin)
-        .unwrap_or_else(|| panic!("no BEGIN-{x}:\n{console}"));
-    let rest = &console[from + begin.len()..];
-    let to = rest
-        .find(&end)
-        .unwrap_or_else(|| panic!("no END-{x}:\n{console}"));
-    rest[..to].replace('\r', "")
+/// What each program printed between the guest's `BEGIN-1` and `END-1` lines (the
+/// tty's CRs removed).
+fn program_outputs(console: &str) -> Vec<String> {
+    let outputs = console.split("\nBEGIN-1\r\n").skip(1).map(|part| {
+        let (output, _) = part
+            .split_once("END-1\r\n")
+            .unwrap_or_else(|| panic!("no END-1 after:\n{part}"));
+        output.replace('\r', "")
+    });
+    outputs.collect()
 }
 
 /// Debian's kernel to a shell: commands typed into the console run, `nproc`,
@@ -173,11 +161,7 @@ fn test_debian_kernel_boots_to_a_shell_on_the_software_cpu() {
     guest.type_line("poweroff -f");
     let (status, stderr) = guest.exit();
     std::fs::remove_dir_all(initrd.parent().unwrap()).unwrap();
-    let outputs: Vec<String> = console
-        .split("\nBEGIN-1\r\n")
-        .skip(1)
-        .map(|part| between(&format!("\nBEGIN-1\r\n{part}"), "1"))
-        .collect();
+    let outputs = program_outputs(&console);
     for (program, output) in programs.iter().zip(&outputs) {
         let native = std::process::Command::new(program).output().unwrap();
         assert_eq!(

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The workspace root.
@@ -119,6 +119,22 @@ pub fn assert_one_line_error(out: &Output, expected_status: i32, needle: &str) {
         !stderr.contains("panicked") && !stderr.contains("backtrace"),
         "{stderr}"
     );
+}
+
+/// Everything a guest's console prints, collected as it comes by a thread that reads
+/// `from` until it ends.
+pub fn console_reader(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let console = Arc::new(Mutex::new(String::new()));
+    let sink = console.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    console
 }
 
 /// Reads `from` until `marker` has appeared `times` times, it ends, or 30 s pass.
