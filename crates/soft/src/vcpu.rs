@@ -46,6 +46,16 @@ impl Kick for Kicker {
     }
 }
 
+/// Whether a vCPU executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunState {
+    Running,
+    /// In HLT, until an interrupt it takes.
+    Halted,
+    /// An application processor, from reset or after INIT, until a start-up IPI.
+    WaitForSipi,
+}
+
 /// A vCPU on the software CPU.
 #[derive(Debug)]
 pub struct SoftVcpu {
@@ -56,10 +66,8 @@ pub struct SoftVcpu {
     _memory: GuestMemory,
     topology: CpuTopology,
     interrupts: Arc<Interrupts>,
-    /// Halted (in HLT, or an application processor waiting for a start-up IPI).
-    halted: bool,
-    /// Waiting for a start-up IPI (application processors from reset, or after INIT).
-    wait_for_sipi: bool,
+    /// Running, halted, or waiting for a start-up IPI.
+    run_state: RunState,
     /// The kvmclock MSRs (wall clock, system time).
     kvmclock: [u64; 2],
 }
@@ -80,8 +88,12 @@ impl SoftVcpu {
             _memory: memory,
             topology,
             interrupts,
-            halted: index != 0,
-            wait_for_sipi: index != 0,
+            // Application processors wait for a start-up IPI from reset.
+            run_state: if index == 0 {
+                RunState::Running
+            } else {
+                RunState::WaitForSipi
+            },
             kvmclock: [0; 2],
         }
     }
@@ -120,27 +132,27 @@ impl SoftVcpu {
         let me = &self.interrupts.cpus[self.index as usize];
         if me.init.swap(false, Ordering::SeqCst) && self.index != 0 {
             me.sipi.store(0, Ordering::SeqCst);
-            (self.halted, self.wait_for_sipi) = (true, true);
+            self.run_state = RunState::WaitForSipi;
         }
         let sipi = me.sipi.swap(0, Ordering::SeqCst);
-        if sipi != 0 && self.wait_for_sipi {
+        if sipi != 0 && self.run_state == RunState::WaitForSipi {
             tracing::debug!(vcpu = self.index, vector = sipi & 0xff, "start-up IPI");
             self.cpu = Cpu::new(CpuState::startup_ipi(sipi as u8));
-            (self.halted, self.wait_for_sipi) = (false, false);
+            self.run_state = RunState::Running;
         }
     }
 
     /// While halted: sleeps until an interrupt the CPU takes, the timer, a kick, or
     /// (waiting for one) a start-up IPI.
     fn wait(&mut self) {
-        if self.wait_for_sipi {
+        if self.run_state == RunState::WaitForSipi {
             self.signals().sleep(false, None);
             return;
         }
         let interruptible = self.cpu.state.rflags & Flags::IF != 0;
         let timeout = self.tick();
         if interruptible && self.signals().attention.load(Ordering::SeqCst) {
-            self.halted = false;
+            self.run_state = RunState::Running;
             return;
         }
         self.signals().sleep(interruptible, timeout);
@@ -158,7 +170,7 @@ impl Vcpu for SoftVcpu {
                 return Ok(VcpuExit::Interrupted);
             }
             self.startup();
-            if self.halted {
+            if self.run_state != RunState::Running {
                 self.wait();
                 continue;
             }
@@ -175,7 +187,7 @@ impl Vcpu for SoftVcpu {
             let mut source = ApicSource(&interrupts.cpus[self.index as usize]);
             match self.cpu.run_system(&mut bus, &mut source, SLICE).1 {
                 None => {}
-                Some(Exit::Halt) => self.halted = true,
+                Some(Exit::Halt) => self.run_state = RunState::Halted,
                 Some(Exit::Shutdown) => return Ok(VcpuExit::TripleFault),
                 Some(Exit::Syscall) => {
                     return Err(VcpuError::Internal {

@@ -74,18 +74,7 @@ impl Cpu {
                 }
             }
             let budget = if shadow { 1 } else { limit - done };
-            // The blocks need the whole CPU: the TLB goes into the linear memory meanwhile.
-            let mut tlb = std::mem::replace(&mut self.tlb, Tlb::empty());
-            let (ran, result) = {
-                let mode = PagingMode::of(&self.state);
-                let mut linear = Linear {
-                    tlb: &mut tlb,
-                    phys: &mut *phys,
-                    mode,
-                };
-                self.run_block(&mut linear, budget)
-            };
-            self.tlb = tlb;
+            let (ran, result) = self.with_linear(phys, |cpu, linear| cpu.run_block(linear, budget));
             done += ran;
             match result {
                 Ok(None) => {}
@@ -140,13 +129,26 @@ impl Cpu {
             }
             Event::External(v) => (v, None, false),
         };
+        self.with_linear(phys, |cpu, mem| {
+            cpu.deliver_through(mem, vector, error, software)
+        })
+    }
+
+    /// Runs `f` on the CPU and its linear memory over `phys` (paging as the CPU's state
+    /// says). The CPU's TLB goes into the linear memory meanwhile: `f` needs the whole
+    /// CPU too.
+    fn with_linear<T>(
+        &mut self,
+        phys: &mut dyn PhysicalMemory,
+        f: impl FnOnce(&mut Self, &mut Linear<'_>) -> T,
+    ) -> T {
         let mut tlb = std::mem::replace(&mut self.tlb, Tlb::empty());
-        let mut mem = Linear {
+        let mut linear = Linear {
             tlb: &mut tlb,
             phys,
             mode: PagingMode::of(&self.state),
         };
-        let result = self.deliver_through(&mut mem, vector, error, software);
+        let result = f(self, &mut linear);
         self.tlb = tlb;
         result
     }
