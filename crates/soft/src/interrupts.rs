@@ -18,8 +18,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What other threads share with one vCPU.
 #[derive(Debug)]
 pub struct VcpuSignals {
-    /// Its local APIC.
-    pub apic: Mutex<LocalApic>,
+    /// Its local APIC ([`VcpuSignals::apic`] locks it).
+    apic: Mutex<LocalApic>,
     /// The APIC may hold an interrupt the CPU can take: looked at before each block
     /// (a load), the APIC itself only when set.
     pub attention: AtomicBool,
@@ -44,6 +44,11 @@ impl VcpuSignals {
             sleep: Mutex::new(()),
             wake: Condvar::new(),
         }
+    }
+
+    /// Its local APIC, locked.
+    pub fn apic(&self) -> MutexGuard<'_, LocalApic> {
+        lock(&self.apic)
     }
 
     /// Wakes the vCPU if it sleeps.

@@ -68,14 +68,14 @@ impl MachineBus<'_> {
 
     /// This vCPU's local APIC, locked.
     fn apic(&self) -> MutexGuard<'_, LocalApic> {
-        self.me().apic.lock().unwrap_or_else(|e| e.into_inner())
+        self.me().apic()
     }
 
     /// A read from the APICs' pages, if `addr` is in one (32-bit registers; other
     /// widths read as zeros).
     fn apic_read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
         let value = match addr & !0xfff {
-            LAPIC_BASE => self.apic().read((addr & 0xfff) as u32, crate::clock::tsc()),
+            LAPIC_BASE => self.apic().read((addr & 0xfff) as u32, clock::tsc()),
             IOAPIC_BASE => self.interrupts.ioapic_read(addr & 0xfff),
             _ => return false,
         };
@@ -105,7 +105,7 @@ impl MachineBus<'_> {
         }
         let action = {
             let mut apic = self.apic();
-            let action = apic.write((addr & 0xfff) as u32, value, crate::clock::tsc());
+            let action = apic.write((addr & 0xfff) as u32, value, clock::tsc());
             // An EOI or a lower task priority may let a waiting interrupt through.
             let pending = apic.pending().is_some();
             self.me().attention.store(pending, Ordering::SeqCst);

@@ -29,7 +29,7 @@ impl InterruptSource for ApicSource<'_> {
         if !self.0.attention.load(Ordering::Relaxed) {
             return None;
         }
-        let mut apic = self.0.apic.lock().unwrap_or_else(|e| e.into_inner());
+        let mut apic = self.0.apic();
         let vector = apic.take();
         let more = apic.pending().is_some();
         self.0.attention.store(more, Ordering::SeqCst);
@@ -113,7 +113,7 @@ impl SoftVcpu {
             None
         };
         let me = self.signals();
-        let mut apic = me.apic.lock().unwrap_or_else(|e| e.into_inner());
+        let mut apic = me.apic();
         let now = clock::tsc();
         apic.tick(now);
         if apic.pending().is_some() {
