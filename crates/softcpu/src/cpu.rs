@@ -102,7 +102,10 @@ impl Cpu {
         while executed < limit {
             self.instruction_start = self.state.rip;
             let uncached;
-            let key = (self.state.fetch_address(), block::mode(&self.state));
+            let key = (
+                self.state.code_address(self.state.rip),
+                block::mode(&self.state),
+            );
             let block = match self.blocks.find(key, &mut *mem, generation) {
                 Some(slot) => self.blocks.get(slot),
                 None => match self.decode_block(&mut *mem) {
@@ -159,7 +162,8 @@ impl Cpu {
     /// code versions).
     fn decode_block(&self, mem: &mut dyn Memory) -> Result<(Block, bool), Exception> {
         // IPs (what iced and the registers see), and the linear address of the first.
-        let (start_ip, start) = (self.state.rip, self.state.fetch_address());
+        let start_ip = self.state.rip;
+        let start = self.state.code_address(start_ip);
         let generation = mem.code_generation();
         let first = self.decode(mem, start_ip)?;
         let cacheable = generation.is_some() && mem.code_version(start).is_some();
@@ -170,7 +174,7 @@ impl Cpu {
         while cacheable
             && !block::ends_block(&last)
             && instructions.len() < MAX_BLOCK
-            && start.wrapping_add(next.wrapping_sub(start_ip)) >> 12 == start >> 12
+            && self.state.code_address(next) >> 12 == start >> 12
         {
             let Ok(ins) = self.decode(mem, next) else {
                 break; // Left for when execution gets there: it may never.
@@ -193,7 +197,7 @@ impl Cpu {
     /// mode).
     fn decode(&self, mem: &mut dyn Memory, rip: u64) -> Result<Instruction, Exception> {
         let mut bytes = [0u8; MAX_INSTRUCTION];
-        let at = rip.wrapping_add(self.state.fetch_address().wrapping_sub(self.state.rip));
+        let at = self.state.code_address(rip);
         // An instruction may end just before unmapped memory: fetch as much as is there.
         let mut len = MAX_INSTRUCTION;
         while let Err(fault) = mem.read(at, &mut bytes[..len], Access::Execute) {

@@ -163,13 +163,13 @@ impl CpuState {
         }
     }
 
-    /// The linear address of the next instruction: RIP, plus CS's base outside 64-bit
-    /// mode.
-    pub fn fetch_address(&self) -> u64 {
+    /// The linear address of the code at instruction pointer `ip`: `ip` itself in
+    /// 64-bit mode, plus CS's base (within 4 GiB) outside it.
+    pub fn code_address(&self, ip: u64) -> u64 {
         if self.long_mode {
-            self.rip
+            ip
         } else {
-            self.rip.wrapping_add(self.seg[1].base) & 0xffff_ffff
+            ip.wrapping_add(self.seg[1].base) & 0xffff_ffff
         }
     }
 
