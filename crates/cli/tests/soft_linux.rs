@@ -195,8 +195,9 @@ fn test_debian_kernel_boots_to_a_shell_on_the_software_cpu() {
     assert_eq!(status, Some(0), "poweroff -f: {stderr}");
 }
 
-/// Two vCPUs (the second started by INIT and start-up IPIs, through real mode), and a
-/// reboot with `--on-reboot restart` that boots both again.
+/// Two vCPUs (the second started by INIT and start-up IPIs, through real mode), NMIs
+/// between them (SysRq-L makes the kernel ask the other CPU for its backtrace with an
+/// NMI IPI), and a reboot with `--on-reboot restart` that boots both again.
 #[test]
 fn test_two_vcpus_and_reboot_with_restart_on_the_software_cpu() {
     let mut guest = Guest::boot(&["--vcpus", "2", "--on-reboot", "restart"]);
@@ -209,6 +210,8 @@ fn test_two_vcpus_and_reboot_with_restart_on_the_software_cpu() {
     );
     // The output's marker, not the echoed command's.
     let first = guest.wait_for("DONE-2", 1);
+    guest.type_line("echo l > /proc/sysrq-trigger; echo SYSRQ-$((3+3))");
+    let sysrq = guest.wait_for("SYSRQ-6", 1);
     guest.type_line("reboot -f");
     guest.wait_for("gasang-init: ready", 2);
     guest.type_line("echo AGAIN=$(nproc); echo DONE-$((2+1))");
@@ -219,12 +222,18 @@ fn test_two_vcpus_and_reboot_with_restart_on_the_software_cpu() {
     assert_eq!(value(&first, "BUSY"), "300");
     assert_eq!(value(&first, "ONLINE"), "0-1");
     assert!(first.contains("smp: Brought up 1 node, 2 CPUs"));
+    assert!(
+        sysrq.contains("NMI backtrace for cpu 1"),
+        "CPU 1 took the NMI: {sysrq}"
+    );
     assert_eq!(value(&console, "AGAIN"), "2", "both CPUs after the restart");
     assert_eq!(status, Some(0), "{stderr}");
 }
 
 /// No initramfs: the kernel boots to the point where it looks for a root file system,
-/// panics, and with `panic=-1` reboots through the machine's reset, as on KVM.
+/// panics, and with `panic=-1` reboots through the machine's reset, as on KVM. With
+/// 4 GiB, so that RAM continues above 4 GiB past the MMIO hole; the kernel allocates
+/// its early memory from the top down, so it runs on that RAM from the start.
 #[test]
 fn test_kernel_panic_reboots_the_machine_on_the_software_cpu() {
     let out = common::run_kernel(
@@ -233,7 +242,7 @@ fn test_kernel_panic_reboots_the_machine_on_the_software_cpu() {
             "--accel",
             "soft",
             "--memory",
-            "256M",
+            "4G",
             "--cmdline",
             "console=ttyS0 panic=-1",
         ],
@@ -244,6 +253,8 @@ fn test_kernel_panic_reboots_the_machine_on_the_software_cpu() {
         "Linux version 6.1",
         "CPU: vendor_id 'GasangSoftCP' unknown",
         "TSC deadline timer available",
+        "BIOS-e820: [mem 0x0000000100000000-0x000000013fffffff] usable",
+        "K/4193912K available",
         "Kernel panic - not syncing: VFS: Unable to mount root fs",
     ] {
         assert!(console.contains(line), "no '{line}' in:\n{console}{stderr}");

@@ -23,6 +23,8 @@ pub struct VcpuSignals {
     /// The APIC may hold an interrupt the CPU can take: looked at before each block
     /// (a load), the APIC itself only when set.
     pub attention: AtomicBool,
+    /// An NMI is pending (one at most, as on hardware: more merge into it).
+    pub nmi: AtomicBool,
     /// Another thread asked the vCPU to return to the machine.
     pub kicked: AtomicBool,
     /// An INIT IPI arrived: the vCPU waits for a start-up IPI.
@@ -38,6 +40,7 @@ impl VcpuSignals {
         Self {
             apic: Mutex::new(LocalApic::new(apic_id)),
             attention: AtomicBool::new(false),
+            nmi: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
             init: AtomicBool::new(false),
             sipi: AtomicU32::new(0),
@@ -65,6 +68,12 @@ impl VcpuSignals {
         self.notify();
     }
 
+    /// Raises an NMI on this vCPU and wakes it.
+    pub fn request_nmi(&self) {
+        self.nmi.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+
     /// Makes [`gasang_vcpu::Vcpu::run`] return soon.
     pub fn kick(&self) {
         self.kicked.store(true, Ordering::SeqCst);
@@ -72,12 +81,13 @@ impl VcpuSignals {
     }
 
     /// Sleeps until kicked, INIT or start-up IPI, until an interrupt is requested
-    /// (when `interruptible`), or for at most `timeout`.
-    pub fn sleep(&self, interruptible: bool, timeout: Option<Duration>) {
+    /// (when `interruptible`) or an NMI (when `nmi`), or for at most `timeout`.
+    pub fn sleep(&self, interruptible: bool, nmi: bool, timeout: Option<Duration>) {
         let woken = || {
             self.kicked.load(Ordering::SeqCst)
                 || self.init.load(Ordering::SeqCst)
                 || self.sipi.load(Ordering::SeqCst) != 0
+                || (nmi && self.nmi.load(Ordering::SeqCst))
                 || (interruptible && self.attention.load(Ordering::SeqCst))
         };
         let guard = lock(&self.sleep);
@@ -132,8 +142,15 @@ impl Interrupts {
             .collect()
     }
 
-    /// Hands an I/O APIC delivery to its local APICs (lowest priority: the first).
+    /// Hands an I/O APIC delivery to its local APICs (lowest priority: the first; NMI:
+    /// each named vCPU's NMI).
     fn deliver(&self, d: Delivery) {
+        if d.mode == 4 {
+            for cpu in self.targets(d.logical, d.destination) {
+                cpu.request_nmi();
+            }
+            return;
+        }
         if d.mode > 1 {
             tracing::debug!(?d, "I/O APIC delivery mode not implemented: dropped");
             return;
@@ -199,8 +216,8 @@ impl Interrupts {
     }
 
     /// Sends an IPI from vCPU `from`: fixed and lowest priority (delivered as fixed),
-    /// INIT (the target then waits for a start-up IPI; a level de-assert does
-    /// nothing) and start-up. NMIs are not implemented (dropped, logged).
+    /// NMI, INIT (the target then waits for a start-up IPI; a level de-assert does
+    /// nothing) and start-up. Others (SMI, ExtINT) are dropped and logged.
     pub fn send_ipi(&self, from: usize, ipi: Ipi) {
         let targets: Vec<&Arc<VcpuSignals>> = match ipi.shorthand {
             1 => self.cpus.get(from).into_iter().collect(),
@@ -215,6 +232,7 @@ impl Interrupts {
             0 | 1 => targets
                 .iter()
                 .for_each(|cpu| cpu.request(ipi.vector, false)),
+            4 => targets.iter().for_each(|cpu| cpu.request_nmi()),
             5 if !ipi.assert => {}
             5 => targets.iter().for_each(|cpu| {
                 cpu.init.store(true, Ordering::SeqCst);
@@ -274,7 +292,7 @@ mod tests {
         assert!(!irq.cpus[0].attention.load(Ordering::SeqCst));
         assert_eq!(take(&irq.cpus[1]), Some(0x24));
         // A sleeping vCPU with attention set returns at once.
-        irq.cpus[1].sleep(true, None);
+        irq.cpus[1].sleep(true, false, None);
     }
 
     #[test]
@@ -320,5 +338,31 @@ mod tests {
         irq.send_ipi(0, fixed(0x50, true, 0x04, 0));
         assert_eq!(take(&irq.cpus[2]), Some(0x50));
         assert_eq!(take(&irq.cpus[1]), None);
+        let nmi = Ipi {
+            mode: 4,
+            ..fixed(0, false, 2, 0)
+        };
+        irq.send_ipi(0, nmi);
+        let nmis: Vec<_> = irq
+            .cpus
+            .iter()
+            .map(|c| c.nmi.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(nmis, [false, false, true], "an NMI IPI to APIC 2");
+        assert_eq!(take(&irq.cpus[2]), None, "not through the APIC's vectors");
+        irq.cpus[2].sleep(false, true, None); // returns: the NMI wakes it
+    }
+
+    #[test]
+    fn test_ioapic_nmi_delivery_raises_nmi() {
+        let irq = enabled(&[0, 1]);
+        irq.ioapic_write(0, 0x10 + 2 * 5);
+        irq.ioapic_write(0x10, 4 << 8); // delivery mode NMI, edge
+        irq.ioapic_write(0, 0x11 + 2 * 5);
+        irq.ioapic_write(0x10, 1 << 24);
+        irq.set_level(5, true);
+        assert!(irq.cpus[1].nmi.load(Ordering::SeqCst));
+        assert!(!irq.cpus[0].nmi.load(Ordering::SeqCst));
+        assert!(!irq.cpus[1].attention.load(Ordering::SeqCst));
     }
 }

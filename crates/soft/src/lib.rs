@@ -8,8 +8,8 @@
 //! The interrupt controllers are gasang's own (`gasang-irqchip`): a local APIC per vCPU
 //! (with its timer, one-shot, periodic or TSC-deadline) and an I/O APIC for the
 //! machine's interrupt lines; the PIT; and kvmclock with KVM's CPUID signature, so the
-//! guest reads time without trapping. Not yet here (issue 4): application processors
-//! (they need real mode to start).
+//! guest reads time without trapping. Application processors start through INIT and
+//! start-up IPIs, in real mode, as on hardware.
 
 mod boot;
 mod clock;
@@ -25,7 +25,7 @@ use gasang_memory::GuestMemory;
 use gasang_softcpu::system::ram::GuestRam;
 use gasang_vcpu::{AccelError, AccelVm, Accelerator, BootCpuState, CpuTopology, Vcpu};
 use interrupts::{Interrupts, SoftIrqLine};
-use vm_memory::{GuestAddress, GuestMemoryBackend as _, GuestMemoryRegion};
+use vm_memory::{GuestMemoryBackend as _, GuestMemoryRegion};
 
 /// The software-CPU accelerator. It needs nothing from the host.
 #[derive(Debug, Default)]
@@ -57,25 +57,22 @@ impl Accelerator for SoftAccelerator {
     }
 }
 
-/// Guest RAM as the software CPU reaches it: the region at guest-physical 0.
+/// Guest RAM as the software CPU reaches it: every region of `memory` (below the MMIO
+/// hole, and above 4 GiB for a large guest).
 fn guest_ram(memory: &GuestMemory) -> Result<GuestRam, AccelError> {
-    if memory.num_regions() != 1 {
-        return Err(AccelError::msg(
-            "the software CPU supports at most 3 GiB of guest memory for now (RAM above 4 GiB is not mapped)",
-        ));
+    let mut ranges = Vec::new();
+    for region in memory.iter() {
+        let len = usize::try_from(region.len()).expect("a mapped region fits the address space");
+        let base = region
+            .get_host_address(vm_memory::MemoryRegionAddress(0))
+            .map_err(|e| AccelError::new("guest RAM has no host mapping", e))?;
+        ranges.push((region.start_addr().0, base, len));
     }
-    let region = memory
-        .find_region(GuestAddress(0))
-        .ok_or_else(|| AccelError::msg("guest RAM does not start at address 0"))?;
-    let len = usize::try_from(region.len()).expect("a mapped region fits the address space");
-    let base = region
-        .get_host_address(vm_memory::MemoryRegionAddress(0))
-        .map_err(|e| AccelError::new("guest RAM has no host mapping", e))?;
-    // SAFETY: `base` is the start of the region's mmap (page-aligned), `len` bytes long,
-    // readable and writable; vm-memory keeps it mapped while any clone of `memory`
+    // SAFETY: each `base` is the start of a region's mmap (page-aligned), `len` bytes
+    // long, readable and writable; vm-memory keeps it mapped while any clone of `memory`
     // lives, and every holder of this GuestRam or a share of it (the VM, each vCPU)
-    // holds a clone of `memory` too.
-    Ok(unsafe { GuestRam::new(base, len) })
+    // holds a clone of `memory` too. The regions come ascending and apart.
+    Ok(unsafe { GuestRam::with_regions(&ranges) })
 }
 
 /// A VM on the software CPU.

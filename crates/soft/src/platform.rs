@@ -57,8 +57,7 @@ impl MachineBus<'_> {
     /// Whether all of `[addr, addr + len)` is RAM (an access straddling RAM's end goes
     /// to the bus whole: devices never sit right after RAM).
     fn is_ram(&self, addr: u64, len: usize) -> bool {
-        addr.checked_add(len as u64)
-            .is_some_and(|end| end <= self.ram.len() as u64)
+        self.ram.contains(addr, len)
     }
 
     /// This vCPU's signals.

@@ -35,6 +35,10 @@ impl InterruptSource for ApicSource<'_> {
         self.0.attention.store(more, Ordering::SeqCst);
         vector
     }
+
+    fn take_nmi(&mut self) -> bool {
+        self.0.nmi.load(Ordering::Relaxed) && self.0.nmi.swap(false, Ordering::SeqCst)
+    }
 }
 
 /// Kicks a software vCPU.
@@ -132,6 +136,7 @@ impl SoftVcpu {
         let me = &self.interrupts.cpus[self.index as usize];
         if me.init.swap(false, Ordering::SeqCst) && self.index != 0 {
             me.sipi.store(0, Ordering::SeqCst);
+            me.nmi.store(false, Ordering::SeqCst); // INIT drops a pending NMI
             self.run_state = RunState::WaitForSipi;
         }
         let sipi = me.sipi.swap(0, Ordering::SeqCst);
@@ -142,20 +147,24 @@ impl SoftVcpu {
         }
     }
 
-    /// While halted: sleeps until an interrupt the CPU takes, the timer, a kick, or
-    /// (waiting for one) a start-up IPI.
+    /// While halted: sleeps until an interrupt the CPU takes (an NMI, whatever IF
+    /// says), the timer, a kick, or (waiting for one) a start-up IPI.
     fn wait(&mut self) {
         if self.run_state == RunState::WaitForSipi {
-            self.signals().sleep(false, None);
+            self.signals().sleep(false, false, None);
             return;
         }
         let interruptible = self.cpu.state.rflags & Flags::IF != 0;
         let timeout = self.tick();
-        if interruptible && self.signals().attention.load(Ordering::SeqCst) {
+        let nmi = !self.cpu.state.sys.nmi_blocked;
+        let signals = self.signals();
+        if (interruptible && signals.attention.load(Ordering::SeqCst))
+            || (nmi && signals.nmi.load(Ordering::SeqCst))
+        {
             self.run_state = RunState::Running;
             return;
         }
-        self.signals().sleep(interruptible, timeout);
+        signals.sleep(interruptible, nmi, timeout);
     }
 }
 

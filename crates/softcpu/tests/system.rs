@@ -2,7 +2,7 @@
 //! with hand-built page tables, GDT, IDT and TSS, run through `Cpu::step_system`.
 //! Paging (A/D bits, NX, U/S, write protect, #PF error codes and CR2), exceptions
 //! (#GP, #UD, #DE, #BP, double and triple faults), interrupt delivery with the STI
-//! shadow and IRETQ, and SYSCALL/SYSRET round trips.
+//! shadow and IRETQ, NMIs, and SYSCALL/SYSRET round trips.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
@@ -375,6 +375,64 @@ fn test_interrupt_waits_for_sti_shadow_and_iretq_resumes() {
         "IRETQ resumed the interrupted code"
     );
     assert_ne!(cpu.state.rflags & 0x200, 0, "IRETQ restored IF");
+    assert_eq!(cpu.state.rip, KERNEL_CODE + code.len() as u64);
+}
+
+/// A platform with `0` NMIs pending (and no maskable interrupts).
+struct Nmis(u32);
+
+impl InterruptSource for Nmis {
+    fn take(&mut self) -> Option<u8> {
+        None
+    }
+    fn take_nmi(&mut self) -> bool {
+        let pending = self.0 > 0;
+        self.0 = self.0.saturating_sub(1);
+        pending
+    }
+}
+
+/// NMIs arrive with interrupts disabled, and one raised while the handler runs waits
+/// until its IRETQ: a nested one (RBX 2 in the handler) would halt with 0xdead.
+#[test]
+fn test_nmi_ignores_if_and_waits_for_iretq() {
+    let (mut cpu, mut ram) = machine();
+    let handler = asm(HANDLERS + 2 * 16, |a| {
+        let mut nested = a.create_label();
+        a.inc(rbx)?;
+        a.cmp(rbx, 1)?;
+        a.jne(nested)?;
+        a.inc(rcx)?;
+        a.dec(rbx)?;
+        a.iretq()?;
+        a.set_label(&mut nested)?;
+        a.mov(eax, 0xdead)?;
+        a.hlt()
+    });
+    ram.put(HANDLERS + 2 * 16, &handler); // over gate 3's handler, unused here
+    let code = asm(KERNEL_CODE, |a| {
+        a.cli()?;
+        a.mov(edx, 3)?;
+        a.hlt()
+    });
+    ram.put(KERNEL_CODE, &code);
+    let mut nmis = Nmis(0);
+    let mut exit = None;
+    // Step 0 runs CLI; the first NMI comes at step 1, the second at step 3 (the
+    // handler's CMP).
+    for step in 0..100 {
+        if step == 1 || step == 3 {
+            nmis.0 += 1;
+        }
+        exit = cpu.step_system(&mut ram, &mut nmis);
+        if exit.is_some() {
+            break;
+        }
+    }
+    assert_eq!(exit, Some(Exit::Halt));
+    assert_eq!(cpu.state.reg(Gpr::Rax), 0, "no nested NMI");
+    assert_eq!(cpu.state.reg(Gpr::Rcx), 2, "both taken, with IF clear");
+    assert_eq!(cpu.state.reg(Gpr::Rdx), 3, "and the code resumed");
     assert_eq!(cpu.state.rip, KERNEL_CODE + code.len() as u64);
 }
 

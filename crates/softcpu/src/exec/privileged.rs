@@ -155,7 +155,8 @@ fn interrupt_flag(cx: &mut Exec<'_>) -> Result<(), Exception> {
     Ok(())
 }
 
-/// IRETQ: pops RIP, CS, RFLAGS, RSP, SS; may return to an outer privilege level.
+/// IRETQ: pops RIP, CS, RFLAGS, RSP, SS; may return to an outer privilege level. It
+/// ends the blocking of NMIs that an NMI's delivery began.
 fn iretq(cx: &mut Exec<'_>) -> Result<(), Exception> {
     if cx.ins.code() != Code::Iretq {
         return Err(Exception::InvalidOpcode);
@@ -185,6 +186,7 @@ fn iretq(cx: &mut Exec<'_>) -> Result<(), Exception> {
     cx.st.seg[2] = stack;
     cx.st.rip = rip;
     cx.st.set_reg(Gpr::Rsp, new_rsp);
+    cx.st.sys.nmi_blocked = false;
     cx.control_changed(Flush::None);
     Ok(())
 }

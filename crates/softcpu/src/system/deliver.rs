@@ -14,6 +14,13 @@ pub trait InterruptSource {
     /// The vector of the highest-priority pending interrupt, now accepted by the CPU.
     /// Asked only when the CPU can take one (IF set, no interrupt shadow).
     fn take(&mut self) -> Option<u8>;
+
+    /// Whether a non-maskable interrupt is pending; if so, it is now accepted. Asked
+    /// only when the CPU can take one (outside an NMI handler and an interrupt shadow),
+    /// before any maskable interrupt.
+    fn take_nmi(&mut self) -> bool {
+        false
+    }
 }
 
 /// No interrupt controller: nothing is ever pending.
@@ -25,6 +32,9 @@ impl InterruptSource for NoInterrupts {
         None
     }
 }
+
+/// The NMI's vector.
+const NMI: u8 = 2;
 
 /// RFLAGS bits every delivery clears: TF, NT, RF (interrupt gates clear IF too).
 const CLEARED_ON_DELIVERY: u64 = Flags::TF | (1 << 14) | (1 << 16);
@@ -53,8 +63,9 @@ impl Cpu {
 
     /// Runs up to `limit` instructions (an interrupt taken counts as one) in system
     /// mode, block by block, looking for an interrupt from `irq` before each block
-    /// (after the one instruction an interrupt shadow covers, as hardware does).
-    /// Returns how many ran, and why the caller must act, if it must.
+    /// (after the one instruction an interrupt shadow covers, as hardware does): an
+    /// NMI first, unless one is being handled (until IRETQ), then a maskable one if IF
+    /// is set. Returns how many ran, and why the caller must act, if it must.
     pub fn run_system(
         &mut self,
         phys: &mut dyn PhysicalMemory,
@@ -64,13 +75,11 @@ impl Cpu {
         let mut done = 0;
         while done < limit {
             let shadow = std::mem::take(&mut self.state.sys.interrupt_shadow);
-            if !shadow && self.state.rflags & Flags::IF != 0 {
-                if let Some(vector) = irq.take() {
-                    done += 1;
-                    match self.raise(phys, Event::External(vector)) {
-                        None => continue,
-                        exit => return (done, exit),
-                    }
+            if let Some(vector) = self.accept(irq, shadow) {
+                done += 1;
+                match self.raise(phys, Event::External(vector)) {
+                    None => continue,
+                    exit => return (done, exit),
                 }
             }
             let budget = if shadow { 1 } else { limit - done };
@@ -88,6 +97,23 @@ impl Cpu {
             }
         }
         (done, None)
+    }
+
+    /// The vector of the interrupt the CPU takes now, if any: an NMI (which blocks
+    /// further NMIs until IRETQ), else a maskable interrupt if IF is set. None in an
+    /// interrupt shadow.
+    fn accept(&mut self, irq: &mut dyn InterruptSource, shadow: bool) -> Option<u8> {
+        if shadow {
+            return None;
+        }
+        if !self.state.sys.nmi_blocked && irq.take_nmi() {
+            self.state.sys.nmi_blocked = true;
+            return Some(NMI);
+        }
+        if self.state.rflags & Flags::IF == 0 {
+            return None;
+        }
+        irq.take()
     }
 
     /// Delivers `event`; a fault while delivering makes a double fault (or is

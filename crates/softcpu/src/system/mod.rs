@@ -171,6 +171,8 @@ pub struct SystemState {
     pub msr: Msrs,
     /// Interrupts are held off until after the next instruction (STI, MOV SS).
     pub interrupt_shadow: bool,
+    /// An NMI is being handled: further NMIs wait until the next IRETQ.
+    pub nmi_blocked: bool,
 }
 
 impl SystemState {

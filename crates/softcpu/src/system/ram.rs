@@ -1,6 +1,7 @@
-//! Guest RAM for system mode: guest-physical `0..len` over host memory, with the code
-//! versions every vCPU on it shares, so that a write by any of them (or by a device)
-//! makes code decoded from that page stale on all of them.
+//! Guest RAM for system mode: guest-physical ranges over host memory (below the MMIO
+//! hole and above 4 GiB), with the code versions every vCPU on it shares, so that a
+//! write by any of them (or by a device) makes code decoded from that page stale on
+//! all of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,13 +38,44 @@ impl CodePages {
     }
 }
 
-/// Guest RAM at guest-physical address 0, shared by the vCPUs of one guest (each holds
-/// a [`GuestRam::share`] of it). Addresses past its end read as all ones and ignore
-/// writes; a platform puts devices there by wrapping it.
+/// One range of guest RAM.
+#[derive(Debug, Clone, Copy)]
+struct Region {
+    /// Its first guest-physical address (page-aligned).
+    start: u64,
+    /// Its length in bytes.
+    len: usize,
+    /// Where it is mapped in the host.
+    base: *mut u8,
+    /// The index of its first page among all regions' code versions.
+    first_page: usize,
+}
+
+/// Where an access lands in RAM: the host address, how many of its bytes the region
+/// holds from there, and the page's index among the code versions.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    host: *mut u8,
+    room: usize,
+    page: usize,
+    /// The offset within that page.
+    offset: usize,
+}
+
+impl Place {
+    /// The code-version indices of the first and last page of `len` bytes from here.
+    fn pages(&self, len: usize) -> (usize, usize) {
+        (self.page, self.page + (self.offset + len.max(1) - 1) / PAGE)
+    }
+}
+
+/// Guest RAM, shared by the vCPUs of one guest (each holds a [`GuestRam::share`] of
+/// it). Addresses outside it read as all ones and ignore writes; a platform puts
+/// devices there by wrapping it.
 #[derive(Debug)]
 pub struct GuestRam {
-    base: *mut u8,
-    len: usize,
+    /// By ascending address; the first (low RAM, at 0) is the one most accesses hit.
+    regions: Box<[Region]>,
     code: Arc<CodePages>,
 }
 
@@ -53,16 +85,38 @@ pub struct GuestRam {
 unsafe impl Send for GuestRam {}
 
 impl GuestRam {
-    /// Guest RAM over the `len` bytes at `base`.
+    /// Guest RAM over the `len` bytes at `base`, at guest-physical 0.
     ///
     /// # Safety
-    /// `base` must be page-aligned, and `base..base + len` must stay mapped readable and
-    /// writable for as long as this value and every share of it live.
+    /// As for [`GuestRam::with_regions`].
     pub unsafe fn new(base: *mut u8, len: usize) -> Self {
-        let pages = len.div_ceil(PAGE);
+        // SAFETY: the caller's contract is the same.
+        unsafe { Self::with_regions(&[(0, base, len)]) }
+    }
+
+    /// Guest RAM over `(guest-physical start, host base, length)` ranges, ascending and
+    /// apart, each start page-aligned.
+    ///
+    /// # Safety
+    /// Each `base` must be page-aligned, and `base..base + len` must stay mapped readable
+    /// and writable for as long as this value and every share of it live.
+    pub unsafe fn with_regions(ranges: &[(u64, *mut u8, usize)]) -> Self {
+        let mut pages = 0;
+        let regions = ranges
+            .iter()
+            .map(|&(start, base, len)| {
+                let region = Region {
+                    start,
+                    len,
+                    base,
+                    first_page: pages,
+                };
+                pages += len.div_ceil(PAGE);
+                region
+            })
+            .collect();
         Self {
-            base,
-            len,
+            regions,
             code: Arc::new(CodePages {
                 versions: (0..pages).map(|_| AtomicU64::new(0)).collect(),
                 last_version: AtomicU64::new(0),
@@ -74,36 +128,42 @@ impl GuestRam {
     /// Another handle on the same RAM and code versions, for another vCPU.
     pub fn share(&self) -> Self {
         Self {
-            base: self.base,
-            len: self.len,
+            regions: self.regions.clone(),
             code: Arc::clone(&self.code),
         }
     }
 
-    /// The RAM's size in bytes.
-    pub fn len(&self) -> usize {
-        self.len
+    /// Whether all of `[addr, addr + len)` is RAM.
+    pub fn contains(&self, addr: u64, len: usize) -> bool {
+        self.inside(addr).is_some_and(|place| place.room >= len)
     }
 
-    /// Whether it has no bytes at all.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The part of `[addr, addr + len)` inside RAM, as a host offset and length.
-    fn inside(&self, addr: u64, len: usize) -> Option<(usize, usize)> {
-        let at = usize::try_from(addr).ok().filter(|&at| at < self.len)?;
-        Some((at, len.min(self.len - at)))
+    /// Where `addr` is, if in RAM.
+    #[inline]
+    fn inside(&self, addr: u64) -> Option<Place> {
+        let region = self
+            .regions
+            .iter()
+            .find(|r| addr.wrapping_sub(r.start) < r.len as u64)?;
+        let at = (addr - region.start) as usize;
+        Some(Place {
+            // SAFETY: `at < len`: inside the region's mapping (`with_regions`' contract).
+            host: unsafe { region.base.add(at) },
+            room: region.len - at,
+            page: region.first_page + at / PAGE,
+            offset: at % PAGE,
+        })
     }
 }
 
 impl PhysicalMemory for GuestRam {
     fn read(&mut self, addr: u64, buf: &mut [u8]) {
-        match self.inside(addr, buf.len()) {
-            Some((at, n)) => {
-                // SAFETY: `at + n <= len`, inside the mapping `new`'s contract keeps
-                // alive; `buf` is a distinct host buffer.
-                unsafe { std::ptr::copy_nonoverlapping(self.base.add(at), buf.as_mut_ptr(), n) };
+        match self.inside(addr) {
+            Some(place) => {
+                let n = buf.len().min(place.room);
+                // SAFETY: `n` bytes from `host` are inside the region's mapping, which
+                // `with_regions`' contract keeps alive; `buf` is a distinct host buffer.
+                unsafe { std::ptr::copy_nonoverlapping(place.host, buf.as_mut_ptr(), n) };
                 buf[n..].fill(0xff);
             }
             None => buf.fill(0xff),
@@ -112,12 +172,12 @@ impl PhysicalMemory for GuestRam {
 
     #[inline]
     fn load(&mut self, addr: u64, len: usize) -> u64 {
-        match self.inside(addr, len) {
-            Some((at, n)) if n == len => {
-                // SAFETY: `len` (1..=8) bytes at `at` are inside the mapping; an
-                // unaligned read of plain bytes, as the guest's own load is.
-                let p = unsafe { self.base.add(at) };
-                // SAFETY: as above, for each width.
+        match self.inside(addr) {
+            Some(place) if place.room >= len => {
+                // `len` (1..=8) bytes at `p` are inside the mapping.
+                let p = place.host;
+                // SAFETY: `len` bytes at `p` are mapped; an unaligned read of plain
+                // bytes, as the guest's own load is.
                 unsafe {
                     match len {
                         1 => u64::from(p.read()),
@@ -142,12 +202,12 @@ impl PhysicalMemory for GuestRam {
 
     #[inline]
     fn store(&mut self, addr: u64, len: usize, value: u64) {
-        match self.inside(addr, len) {
-            Some((at, n)) if n == len && matches!(len, 1 | 2 | 4 | 8) => {
-                // SAFETY: `len` bytes at `at` are inside the mapping, which is
+        match self.inside(addr) {
+            Some(place) if place.room >= len && matches!(len, 1 | 2 | 4 | 8) => {
+                // SAFETY: `len` bytes at `host` are inside the mapping, which is
                 // writable; an unaligned write of plain bytes.
                 unsafe {
-                    let p = self.base.add(at);
+                    let p = place.host;
                     match len {
                         1 => p.write(value as u8),
                         2 => p.cast::<u16>().write_unaligned(value as u16),
@@ -155,30 +215,33 @@ impl PhysicalMemory for GuestRam {
                         _ => p.cast::<u64>().write_unaligned(value),
                     }
                 }
-                self.code.written(at / PAGE, (at + len - 1) / PAGE);
+                let (first, last) = place.pages(len);
+                self.code.written(first, last);
             }
             _ => self.write(addr, &value.to_le_bytes()[..len]),
         }
     }
 
     fn write(&mut self, addr: u64, buf: &[u8]) {
-        if let Some((at, n)) = self.inside(addr, buf.len()) {
+        if let Some(place) = self.inside(addr) {
+            let n = buf.len().min(place.room);
             // SAFETY: as in `read`, with the mapping writable.
-            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), self.base.add(at), n) };
-            self.code.written(at / PAGE, (at + n.max(1) - 1) / PAGE);
+            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), place.host, n) };
+            let (first, last) = place.pages(n);
+            self.code.written(first, last);
         }
     }
 
     fn compare_exchange(&mut self, addr: u64, len: usize, old: u128, new: u128) -> bool {
-        match self.inside(addr, len) {
-            Some((at, n)) if n == len && (len != 16 || at % 16 == 0) => {
-                // SAFETY: `len` (1..=16) bytes at `at` are inside the mapping, 16-byte
-                // aligned for 16 (`base` is page-aligned); the host compare-exchange
+        match self.inside(addr) {
+            Some(place) if place.room >= len && (len != 16 || place.offset % 16 == 0) => {
+                // SAFETY: `len` (1..=16) bytes at `host` are inside the mapping, 16-byte
+                // aligned for 16 (regions are page-aligned); the host compare-exchange
                 // makes the update atomic against the other vCPUs.
-                let stored =
-                    unsafe { crate::atomic::compare_exchange(self.base.add(at), len, old, new) };
+                let stored = unsafe { crate::atomic::compare_exchange(place.host, len, old, new) };
                 if stored {
-                    self.code.written(at / PAGE, (at + len - 1) / PAGE);
+                    let (first, last) = place.pages(len);
+                    self.code.written(first, last);
                 }
                 stored
             }
@@ -189,8 +252,7 @@ impl PhysicalMemory for GuestRam {
     }
 
     fn code_version(&mut self, addr: u64) -> Option<u64> {
-        let (at, _) = self.inside(addr, 1)?;
-        let version = &self.code.versions[at / PAGE];
+        let version = &self.code.versions[self.inside(addr)?.page];
         let current = version.load(Ordering::Acquire);
         if current != 0 {
             return Some(current);
@@ -245,5 +307,42 @@ mod tests {
         assert_ne!(ram.code_version(0x1000), Some(v3), "a typed store counts");
         assert_eq!(ram.load(0x2ffe, 4), 0xffff_0000, "past the end: all ones");
         assert_eq!(ram.code_version(0x3000), None);
+    }
+
+    #[test]
+    fn test_guest_ram_regions_map_their_own_addresses_and_pages() {
+        #[derive(Clone)]
+        #[repr(align(4096))]
+        struct Page(#[allow(dead_code)] [u8; PAGE]); // only its bytes, by pointer
+        let mut low = vec![Page([0; PAGE]); 2];
+        let mut high = vec![Page([0; PAGE]); 1];
+        const HIGH: u64 = 0x1_0000_0000;
+        // SAFETY: both are page-aligned, outlive `ram` and are not resized.
+        let mut ram = unsafe {
+            GuestRam::with_regions(&[
+                (0, low.as_mut_ptr().cast(), 2 * PAGE),
+                (HIGH, high.as_mut_ptr().cast(), PAGE),
+            ])
+        };
+        ram.store(HIGH + 8, 8, 0x1122_3344_5566_7788);
+        assert_eq!(ram.load(HIGH + 8, 8), 0x1122_3344_5566_7788);
+        assert_eq!(ram.load(8, 8), 0, "low RAM is apart");
+        assert!(ram.contains(HIGH, PAGE) && !ram.contains(HIGH, PAGE + 1));
+        assert!(
+            !ram.contains(2 * PAGE as u64, 1),
+            "the hole between is not RAM"
+        );
+        assert_eq!(ram.load(2 * PAGE as u64, 4), 0xffff_ffff);
+        let (v_low, v_high) = (ram.code_version(0x1000), ram.code_version(HIGH));
+        assert!(v_low.is_some() && v_high.is_some() && v_low != v_high);
+        let g = ram.code_generation();
+        ram.write(HIGH + 0xfff, &[1]);
+        assert_ne!(ram.code_generation(), g, "the high page's code was dropped");
+        assert_eq!(ram.code_version(0x1000), v_low, "and only it");
+        assert!(
+            ram.compare_exchange(HIGH + 16, 16, 0, 5),
+            "16 aligned bytes up high"
+        );
+        assert_eq!(ram.load(HIGH + 16, 8), 5);
     }
 }
