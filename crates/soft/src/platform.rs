@@ -180,6 +180,14 @@ impl PhysicalMemory for MachineBus<'_> {
         self.ram.code_generation()
     }
 
+    fn host_page(&mut self, page: u64, write: bool) -> Option<u64> {
+        self.ram.host_page(page, write)
+    }
+
+    fn code_marks(&self) -> u64 {
+        self.ram.code_marks()
+    }
+
     fn port_read(&mut self, port: u16, data: &mut [u8]) {
         if is_pit_port(port) {
             let byte = self.interrupts.pit().read(port, clock::now_ns());

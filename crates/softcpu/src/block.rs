@@ -49,6 +49,8 @@ pub(crate) struct Block {
     pub generation: Option<u64>,
     /// Its instructions, in order.
     pub instructions: Box<[Decoded]>,
+    /// Its translation to host code, once hot.
+    pub jit: crate::jit::BlockCode,
 }
 
 impl Block {
@@ -67,6 +69,7 @@ impl Block {
             version,
             generation,
             instructions: instructions.into_boxed_slice(),
+            jit: Default::default(),
         }
     }
 

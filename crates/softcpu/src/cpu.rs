@@ -36,6 +36,11 @@ pub struct Cpu {
     pub(crate) tlb: crate::system::paging::Tlb,
     /// Where the last instruction started (a trap whose delivery faults restarts it).
     pub(crate) instruction_start: u64,
+    /// Translates hot blocks to host code in system mode.
+    jit: crate::jit::JitSlot,
+    /// Whether hot blocks are translated (on by default; off, everything is
+    /// interpreted, as `user-run` always is).
+    pub translate: bool,
 }
 
 impl Default for Cpu {
@@ -65,6 +70,8 @@ impl Cpu {
             blocks: BlockCache::default(),
             tlb: Default::default(),
             instruction_start: 0,
+            jit: Default::default(),
+            translate: true,
         }
     }
 
@@ -120,8 +127,21 @@ impl Cpu {
                     }
                 },
             };
+            let mut first = 0;
+            if kernel && self.translate && block.instructions.len() as u64 <= limit - executed {
+                let translated = (self.jit.get())
+                    .and_then(|jit| jit.run(&block.instructions, &block.jit, &mut self.state, mem));
+                if let Some(result) = translated {
+                    executed += result >> 1;
+                    if result & 1 == 0 {
+                        break; // the whole block ran (in system mode: one block per call)
+                    }
+                    // The rest, from the instruction the translation left, interpreted.
+                    first = (result >> 1) as usize;
+                }
+            }
             let room = usize::try_from(limit - executed).unwrap_or(usize::MAX);
-            let run = &block.instructions[..block.instructions.len().min(room)];
+            let run = &block.instructions[first..block.instructions.len().min(first + room)];
             for d in run {
                 let next = d.ins.next_ip();
                 if d.fast != Fast::No {

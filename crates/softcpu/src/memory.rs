@@ -111,6 +111,20 @@ pub trait Memory {
         None
     }
 
+    /// The host TLB translated code uses at the current privilege, if this memory keeps
+    /// one (the linear memory of system mode does). `None`: no translated code runs.
+    fn host_tlb(&mut self) -> Option<*mut crate::HostTlb> {
+        None
+    }
+
+    /// Enters the page of linear `addr` in the host TLB if the `len` bytes at `addr`
+    /// are RAM within one page that a read (or a write, if `write`) may touch directly;
+    /// returns their host address. `None`: the access must take the interpreter's way
+    /// (a fault, a device, a page crossing, a write to a page holding code).
+    fn host_fill(&mut self, _addr: u64, _len: usize, _write: bool) -> Option<u64> {
+        None
+    }
+
     /// The machine behind this memory, for what is not memory: port I/O, the MSRs the
     /// CPU does not own, CPUID's platform leaves ([`PhysicalMemory`]'s hooks). `None`
     /// (the default, as for `user-run`): no machine, which the hooks' defaults describe.

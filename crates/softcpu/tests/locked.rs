@@ -238,3 +238,53 @@ fn test_soft_two_cpus_on_two_threads_lose_no_locked_update() {
     assert_eq!(word(24), total, "increments under the CMPXCHG spinlock");
     assert_eq!(word(16), 0, "the spinlock is free");
 }
+
+/// The same on CPUs in system mode, where the loop's blocks are translated to host
+/// code: the locked instructions then run as host locked instructions on guest RAM.
+#[test]
+fn test_translated_code_on_two_threads_loses_no_locked_update() {
+    // Enough that both threads overlap for most of it (translated, this is quick).
+    const ROUNDS: i32 = 200_000;
+    let code = oracle::asm(|a| {
+        let mut top = a.create_label();
+        let mut spin = a.create_label();
+        a.mov(r8d, ROUNDS as u32)?;
+        a.set_label(&mut top)?;
+        a.lock().inc(qword_ptr(rdi))?;
+        a.mov(eax, 1)?;
+        a.lock().xadd(qword_ptr(rdi + 8), rax)?;
+        a.set_label(&mut spin)?;
+        a.xor(eax, eax)?;
+        a.mov(ecx, 1)?;
+        a.lock().cmpxchg(dword_ptr(rdi + 16), ecx)?;
+        a.jne(spin)?;
+        a.inc(qword_ptr(rdi + 24))?;
+        a.mov(dword_ptr(rdi + 16), 0)?;
+        a.dec(r8d)?;
+        a.jne(top)
+    });
+    let mut machine = oracle::SystemSoft::new(&code, DATA, 64);
+    let end = machine.end();
+    let start = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let mut ram = machine.share_ram();
+            let start = &start;
+            s.spawn(move || {
+                let mut regs = oracle::Regs::default();
+                regs.gpr[7] = DATA;
+                let mut cpu = Cpu::new(oracle::SystemSoft::start(&regs));
+                start.wait();
+                // A lost update to the spinlock would spin forever: bounded.
+                oracle::run_to_end(&mut cpu, &mut ram, end, 200_000_000);
+            });
+        }
+    });
+    let data = machine.data(32);
+    let word = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap());
+    let total = 2 * ROUNDS as u64;
+    assert_eq!(word(0), total, "LOCK INC");
+    assert_eq!(word(8), total, "LOCK XADD");
+    assert_eq!(word(24), total, "increments under the CMPXCHG spinlock");
+    assert_eq!(word(16), 0, "the spinlock is free");
+}

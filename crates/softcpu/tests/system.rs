@@ -612,3 +612,55 @@ fn test_a_fault_on_a_cached_translation_walks_the_tables_again() {
     );
     assert_eq!(ram.u64(DATA), 0x77);
 }
+
+/// Translated code and code pages: a hot loop stores into a page for a while, then
+/// calls code on that page, then patches that code with the same store. The patched
+/// code must run: the store's host write access to the page ends when the page becomes
+/// code, so the patch goes through the interpreter, which drops the stale block.
+#[test]
+fn test_translated_store_to_a_page_that_became_code_is_seen() {
+    let (mut cpu, mut ram) = machine();
+    const P: u64 = DATA;
+    ram.put(
+        P,
+        &asm(P, |a| {
+            a.mov(eax, 1)?;
+            a.ret()
+        }),
+    );
+    let code = asm(KERNEL_CODE, |a| {
+        let (mut top, mut next) = (a.create_label(), a.create_label());
+        a.mov(ecx, 300)?;
+        a.xor(ebx, ebx)?;
+        a.set_label(&mut top)?;
+        // DL = 1, or 2 in the last 100 rounds, stored by one instruction throughout.
+        a.mov(edx, 1)?;
+        a.cmp(ecx, 101)?;
+        a.adc(edx, 0)?;
+        a.mov(byte_ptr(P + 1), dl)?; // MOV EAX's immediate
+        a.cmp(ecx, 200)?;
+        a.ja(next)?; // no calls for the first 100 rounds
+        a.call(P)?;
+        a.add(ebx, eax)?;
+        a.set_label(&mut next)?;
+        a.dec(ecx)?;
+        a.jne(top)?;
+        a.hlt()
+    });
+    ram.put(KERNEL_CODE, &code);
+    let mut ran = 0;
+    loop {
+        let (n, exit) = cpu.run_system(&mut ram, &mut NoInterrupts, 1000);
+        ran += n;
+        assert!(ran < 100_000, "runaway at {:#x}", cpu.state.rip);
+        if exit.is_some() {
+            assert_eq!(exit, Some(Exit::Halt));
+            break;
+        }
+    }
+    assert_eq!(
+        cpu.state.reg(Gpr::Rbx),
+        100 + 2 * 100,
+        "100 calls before the patch, 100 after"
+    );
+}

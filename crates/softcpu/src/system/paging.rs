@@ -38,6 +38,18 @@ pub trait PhysicalMemory {
     fn code_version(&mut self, _addr: u64) -> Option<u64> {
         None
     }
+    /// The host address of guest-physical page `page` if it is RAM that translated code
+    /// may reach directly; for a write, only if the page holds no decoded code. `None`
+    /// (the default): through this trait only.
+    fn host_page(&mut self, _page: u64, _write: bool) -> Option<u64> {
+        None
+    }
+    /// Counts pages that became code pages (decoded from while holding no code):
+    /// translated code drops its write entries whenever it moves, since it may hold
+    /// one for such a page. Never decreases.
+    fn code_marks(&self) -> u64 {
+        0
+    }
     /// As [`Memory::code_generation`]: changes whenever a guest-physical page's code
     /// version does. It must never decrease (the linear memory adds its own count of
     /// translation changes to it).
@@ -168,6 +180,8 @@ pub struct Tlb {
     /// Counts flushes and mode changes: decoded code found at a linear address stays
     /// there, with the same rights, while it (and the code pages) stay the same.
     epoch: u64,
+    /// What translated code looks in: flushed with this TLB.
+    host: Option<Box<crate::jit::host_tlb::HostTlbs>>,
 }
 
 impl Default for Tlb {
@@ -176,6 +190,7 @@ impl Default for Tlb {
             entries: vec![TlbEntry::default(); TLB_SIZE],
             large: false,
             epoch: 0,
+            host: Some(Box::default()),
         }
     }
 }
@@ -187,12 +202,20 @@ impl Tlb {
             entries: Vec::new(),
             large: false,
             epoch: 0,
+            host: None,
         }
     }
 
     /// Drops the translations `what` names.
     pub fn flush(&mut self, what: Flush) {
         self.epoch += 1;
+        if let Some(host) = self.host.as_deref_mut() {
+            match what {
+                Flush::None => {}
+                Flush::Page(addr) if !self.large => host.flush_page(addr >> 12),
+                _ => host.flush(),
+            }
+        }
         match what {
             Flush::None => {}
             Flush::Page(addr) if !self.large => {
@@ -448,6 +471,29 @@ impl Memory for Linear<'_> {
 
     fn platform(&mut self) -> Option<&mut dyn PhysicalMemory> {
         Some(&mut *self.phys)
+    }
+
+    fn host_tlb(&mut self) -> Option<*mut crate::HostTlb> {
+        if !self.mode.paging {
+            return None;
+        }
+        let marks = self.phys.code_marks();
+        let host = self.tlb.host.as_deref_mut()?;
+        Some(host.current(self.mode.user, marks))
+    }
+
+    fn host_fill(&mut self, addr: u64, len: usize, write: bool) -> Option<u64> {
+        if (addr & 0xfff) as usize + len > 0x1000 || !self.mode.paging {
+            return None;
+        }
+        let access = if write { Access::Write } else { Access::Read };
+        let phys = self.translate(addr, access).ok()?;
+        let page = self.phys.host_page(phys & !0xfff, write)?;
+        let marks = self.phys.code_marks();
+        let host = self.tlb.host.as_deref_mut()?;
+        host.current(self.mode.user, marks)
+            .fill(addr >> 12, page, write);
+        Some(page + (addr & 0xfff))
     }
 
     fn control(&mut self, state: &CpuState, flush: Flush) {

@@ -17,6 +17,8 @@ struct CodePages {
     versions: Box<[AtomicU64]>,
     /// The last version handed out: versions are never reused.
     last_version: AtomicU64,
+    /// Counts pages that became code pages.
+    marks: AtomicU64,
     generation: AtomicU64,
 }
 
@@ -120,6 +122,7 @@ impl GuestRam {
             code: Arc::new(CodePages {
                 versions: (0..pages).map(|_| AtomicU64::new(0)).collect(),
                 last_version: AtomicU64::new(0),
+                marks: AtomicU64::new(0),
                 generation: AtomicU64::new(0),
             }),
         }
@@ -261,10 +264,27 @@ impl PhysicalMemory for GuestRam {
         // Another vCPU may have marked the page meanwhile: its version wins.
         Some(
             match version.compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => fresh,
+                Ok(_) => {
+                    self.code.marks.fetch_add(1, Ordering::AcqRel);
+                    fresh
+                }
                 Err(theirs) => theirs,
             },
         )
+    }
+
+    fn host_page(&mut self, page: u64, write: bool) -> Option<u64> {
+        let place = self.inside(page)?;
+        if place.room < PAGE
+            || (write && self.code.versions[place.page].load(Ordering::Acquire) != 0)
+        {
+            return None;
+        }
+        Some(place.host as u64)
+    }
+
+    fn code_marks(&self) -> u64 {
+        self.code.marks.load(Ordering::Acquire)
     }
 
     fn code_generation(&self) -> Option<u64> {

@@ -58,4 +58,10 @@ impl PhysicalMemory for Ram {
     fn code_generation(&self) -> Option<u64> {
         self.ram.code_generation()
     }
+    fn host_page(&mut self, page: u64, write: bool) -> Option<u64> {
+        self.ram.host_page(page, write)
+    }
+    fn code_marks(&self) -> u64 {
+        self.ram.code_marks()
+    }
 }
