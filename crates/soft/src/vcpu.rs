@@ -39,6 +39,11 @@ impl InterruptSource for ApicSource<'_> {
     fn take_nmi(&mut self) -> bool {
         self.0.nmi.load(Ordering::Relaxed) && self.0.nmi.swap(false, Ordering::SeqCst)
     }
+
+    fn wake_flags(&self) -> [*const u8; 2] {
+        // An AtomicBool is one byte, 0 or 1.
+        [self.0.attention.as_ptr().cast(), self.0.nmi.as_ptr().cast()]
+    }
 }
 
 /// Kicks a software vCPU.

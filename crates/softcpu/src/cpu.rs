@@ -80,7 +80,7 @@ impl Cpu {
     /// instruction keeps the iterations it completed, as on hardware; a trap leaves RIP
     /// past the instruction).
     pub fn step(&mut self, mem: &mut dyn Memory) -> RunResult {
-        self.run_mode(&mut Dyn(mem), 1, false).1
+        self.run_mode(&mut Dyn(mem), 1, None).1
     }
 
     /// Executes up to `limit` instructions in user mode without a kernel, as
@@ -90,18 +90,33 @@ impl Cpu {
     /// Generic over the memory, so that the fast path reaches it without dynamic
     /// dispatch.
     pub fn run<M: Memory>(&mut self, mem: &mut M, limit: u64) -> (u64, RunResult) {
-        self.run_mode(mem, limit, false)
+        self.run_mode(mem, limit, None)
     }
 
-    /// Executes at most one block, and at most `limit` instructions of it, in system
-    /// mode (a guest kernel handles SYSCALL); the caller looks for interrupts between.
-    pub(crate) fn run_block<M: Memory>(&mut self, mem: &mut M, limit: u64) -> (u64, RunResult) {
-        self.run_mode(mem, limit, true)
+    /// Executes at most `limit` instructions in system mode (a guest kernel handles
+    /// SYSCALL): one interpreted block, or translated blocks chained for as long as
+    /// no byte in `wake` is set (then at most one interpreted block); the caller looks
+    /// for interrupts between.
+    pub(crate) fn run_block<M: Memory>(
+        &mut self,
+        mem: &mut M,
+        limit: u64,
+        wake: [*const u8; 2],
+    ) -> (u64, RunResult) {
+        self.run_mode(mem, limit, Some(wake))
     }
 
     /// Runs blocks until `limit` instructions have completed or one exits or faults;
-    /// with `kernel` (system mode), one block at most.
-    fn run_mode<M: Memory>(&mut self, mem: &mut M, limit: u64, kernel: bool) -> (u64, RunResult) {
+    /// in system mode (`wake` given), as [`Cpu::run_block`] says.
+    fn run_mode<M: Memory>(
+        &mut self,
+        mem: &mut M,
+        limit: u64,
+        wake: Option<[*const u8; 2]>,
+    ) -> (u64, RunResult) {
+        let kernel = wake.is_some();
+        // After translated code left an instruction to the interpreter.
+        let mut interpret_next = false;
         let mut executed = 0;
         // The memory's code generation changes only when memory is written (checked
         // after every instruction that may write) or outside a run.
@@ -127,21 +142,26 @@ impl Cpu {
                     }
                 },
             };
-            let mut first = 0;
-            if kernel && self.translate && block.instructions.len() as u64 <= limit - executed {
-                let translated = (self.jit.get())
-                    .and_then(|jit| jit.run(&block.instructions, &block.jit, &mut self.state, mem));
-                if let Some(result) = translated {
-                    executed += result >> 1;
-                    if result & 1 == 0 {
-                        break; // the whole block ran (in system mode: one block per call)
+            let budget = limit - executed;
+            if let (Some(wake), true) = (wake, self.translate && !interpret_next) {
+                if block.instructions.len() as u64 <= budget {
+                    let translated = self.jit.get().and_then(|jit| {
+                        let block = (&block.instructions[..], &block.jit);
+                        jit.run(block, &mut self.state, mem, (budget, generation), wake)
+                    });
+                    if let Some(ran) = translated {
+                        executed += ran.done;
+                        if !ran.interpret {
+                            break;
+                        }
+                        // The instruction at RIP is the interpreter's: its block next.
+                        interpret_next = true;
+                        continue;
                     }
-                    // The rest, from the instruction the translation left, interpreted.
-                    first = (result >> 1) as usize;
                 }
             }
-            let room = usize::try_from(limit - executed).unwrap_or(usize::MAX);
-            let run = &block.instructions[first..block.instructions.len().min(first + room)];
+            let room = usize::try_from(budget).unwrap_or(usize::MAX);
+            let run = &block.instructions[..block.instructions.len().min(room)];
             for d in run {
                 let next = d.ins.next_ip();
                 if d.fast != Fast::No {

@@ -664,3 +664,50 @@ fn test_translated_store_to_a_page_that_became_code_is_seen() {
         "100 calls before the patch, 100 after"
     );
 }
+
+/// An interrupt controller another thread raises vector 0x40 on.
+struct Raised(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl InterruptSource for Raised {
+    fn take(&mut self) -> Option<u8> {
+        use std::sync::atomic::Ordering;
+        self.0.swap(false, Ordering::SeqCst).then_some(0x40)
+    }
+    fn wake_flags(&self) -> [*const u8; 2] {
+        [self.0.as_ptr().cast(), self.0.as_ptr().cast()]
+    }
+}
+
+/// Translated blocks chained into a loop still take an interrupt raised meanwhile by
+/// another thread promptly, not at the end of the instruction budget.
+#[test]
+fn test_chained_translated_loop_takes_an_interrupt_raised_meanwhile() {
+    let (mut cpu, mut ram) = machine();
+    let code = asm(KERNEL_CODE, |a| {
+        let mut top = a.create_label();
+        a.sti()?;
+        a.nop()?;
+        a.set_label(&mut top)?;
+        a.inc(rcx)?;
+        a.jmp(top)
+    });
+    ram.put(KERNEL_CODE, &code);
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let raiser = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    // Far more than 20 ms of looping, even translated.
+    let (_, exit) = cpu.run_system(&mut ram, &mut Raised(flag), 20_000_000_000);
+    raiser.join().unwrap();
+    assert_eq!(exit, Some(Exit::Halt));
+    assert_eq!(handled(&cpu), 0x40);
+    let rounds = cpu.state.reg(Gpr::Rcx);
+    assert!(
+        rounds < 1_000_000_000,
+        "{rounds} rounds before the interrupt"
+    );
+}

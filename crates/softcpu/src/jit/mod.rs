@@ -26,7 +26,7 @@ use crate::state::CpuState;
 /// never again, and translating costs as much as interpreting it hundreds of times.
 const HOT: u32 = 64;
 
-/// What translated code calls back into: its address goes to the code in r12.
+/// What translated code calls back into and reads: its address goes to the code in r12.
 #[repr(C)]
 pub(crate) struct JitCall {
     /// Fills the host TLB for `(call, linear address, length | write << 8)`; returns
@@ -34,6 +34,15 @@ pub(crate) struct JitCall {
     pub fill: extern "C" fn(*mut JitCall, u64, u64) -> u64,
     /// The memory (`M` of [`fill`]).
     mem: *mut (),
+    /// Instructions blocks may still run before chaining stops (each block subtracts
+    /// what it ran; negative: stop). Chaining stops [`MAX_BLOCK`] short of the limit,
+    /// so the last block always fits.
+    pub left: i64,
+    /// Bytes that become non-zero when the CPU must look for interrupts: chaining
+    /// stops then.
+    pub wake: [*const u8; 2],
+    /// The jump cache of the current privilege.
+    pub jumps: *const JumpTable,
 }
 
 /// The fill helper for memory `M`.
@@ -46,23 +55,72 @@ extern "C" fn fill<M: Memory>(call: *mut JitCall, addr: u64, kind: u64) -> u64 {
     mem.host_fill(addr, len, kind & 0x100 != 0).unwrap_or(0)
 }
 
+/// log2 of the jump cache's entries.
+pub(crate) const JUMP_BITS: u32 = 10;
+
+/// Translated blocks by RIP, for chaining: entries are (negated RIP, host address of
+/// the block's body), so that translated code compares without changing flags.
+#[repr(C)]
+#[derive(Debug, Clone)]
+pub(crate) struct JumpTable {
+    entries: [(u64, u64); 1 << JUMP_BITS],
+}
+
+/// A key no RIP has (see [`host_tlb`]'s tags).
+const NO_RIP: u64 = 1 << 63;
+
+impl Default for JumpTable {
+    fn default() -> Self {
+        Self {
+            entries: [(NO_RIP, 0); 1 << JUMP_BITS],
+        }
+    }
+}
+
+impl JumpTable {
+    fn insert(&mut self, rip: u64, body: u64) {
+        self.entries[(rip as usize) & ((1 << JUMP_BITS) - 1)] = (rip.wrapping_neg(), body);
+    }
+
+    fn flush(&mut self) {
+        self.entries.fill((NO_RIP, 0));
+    }
+}
+
+/// The jump caches (kernel, user) and what they are valid for: translations made in
+/// one buffer epoch, of code as it was at one code generation.
+#[derive(Debug, Default)]
+struct Jumps {
+    tables: Box<[JumpTable; 2]>,
+    valid_for: Option<(u64, u32)>,
+}
+
 /// A block's translation state.
 #[derive(Debug, Default)]
 pub(crate) struct BlockCode {
     /// Runs so far (until translated).
     runs: Cell<u32>,
-    /// The host code's address and the buffer epoch it belongs to; address 0: the
-    /// block does not translate.
-    code: Cell<Option<(u64, u32)>>,
+    /// The host code's entry and body addresses and the buffer epoch they belong to;
+    /// entry 0: the block does not translate.
+    code: Cell<Option<(u64, u64, u32)>>,
 }
 
-/// A translated block's entry: `(state, host TLB, call) -> done << 1 | interpret`.
+/// A translated block's entry: `(state, host TLB, call) -> interpret`.
 type Entry = unsafe extern "C" fn(*mut CpuState, *mut HostTlb, *mut JitCall) -> u64;
+
+/// How a run of translated code ended.
+pub(crate) struct Ran {
+    /// Instructions completed.
+    pub done: u64,
+    /// The instruction at RIP must run in the interpreter.
+    pub interpret: bool,
+}
 
 /// One CPU's translator and its code.
 #[derive(Debug)]
 pub(crate) struct Jit {
     buffer: CodeBuffer,
+    jumps: Jumps,
 }
 
 /// A CPU's translator, made when system mode first runs (`user-run` has no host TLB
@@ -97,15 +155,16 @@ impl Jit {
     pub fn new() -> Option<Self> {
         Some(Self {
             buffer: CodeBuffer::new()?,
+            jumps: Jumps::default(),
         })
     }
 
-    /// The host code of a block (`instructions`, with translation state `code`), if
-    /// it is hot and translates.
-    fn code(&mut self, instructions: &[Decoded], code: &BlockCode) -> Option<u64> {
+    /// The entry and body of a block's host code (`instructions`, with translation
+    /// state `code`), if it is hot and translates.
+    fn code(&mut self, instructions: &[Decoded], code: &BlockCode) -> Option<(u64, u64)> {
         match code.code.get() {
-            Some((0, _)) => return None,
-            Some((at, epoch)) if epoch == self.buffer.epoch => return Some(at),
+            Some((0, _, _)) => return None,
+            Some((at, body, epoch)) if epoch == self.buffer.epoch => return Some((at, body)),
             _ => {}
         }
         let runs = code.runs.get() + 1;
@@ -115,11 +174,11 @@ impl Jit {
         }
         let Some(host) = translate::Translator::translate(instructions, self.buffer.next_address())
         else {
-            code.code.set(Some((0, 0)));
+            code.code.set(Some((0, 0, 0)));
             return None;
         };
         let epoch = self.buffer.epoch;
-        if !self.buffer.make_room(host.len()) {
+        if !self.buffer.make_room(host.bytes.len()) {
             return None;
         }
         let host = if self.buffer.epoch == epoch {
@@ -128,36 +187,56 @@ impl Jit {
             // Emptied to make room: assembled for the wrong place, so assemble again.
             translate::Translator::translate(instructions, self.buffer.next_address())?
         };
-        let at = self.buffer.push(&host);
-        code.code.set(Some((at, self.buffer.epoch)));
-        Some(at)
+        let at = self.buffer.push(&host.bytes);
+        code.code.set(Some((at, at + host.body, self.buffer.epoch)));
+        Some((at, at + host.body))
     }
 
-    /// Runs the block's translation on `state` and `mem`, if it has one (or gets one
-    /// now). Returns `done << 1 | interpret`: how many of its instructions completed
-    /// and whether the next must be interpreted; `None`: not translated, interpret it.
+    /// Runs the block at RIP (`instructions`, translation state `code`) as host code,
+    /// if it is translated (or is now), and whatever translated blocks it chains to,
+    /// for at most `budget` instructions, stopping early when a byte in `wake` is
+    /// set. `generation` is the memory's code generation. `None`: not translated,
+    /// interpret it.
     pub fn run<M: Memory>(
         &mut self,
-        instructions: &[Decoded],
-        code: &BlockCode,
+        (instructions, code): (&[Decoded], &BlockCode),
         state: &mut CpuState,
         mem: &mut M,
-    ) -> Option<u64> {
+        (budget, generation): (u64, Option<u64>),
+        wake: [*const u8; 2],
+    ) -> Option<Ran> {
         let tlb = mem.host_tlb()?;
-        let at = self.code(instructions, code)?;
+        let (at, body) = self.code(instructions, code)?;
+        let valid_for = generation.map(|g| (g, self.buffer.epoch));
+        if valid_for.is_none() || valid_for != self.jumps.valid_for {
+            self.jumps.tables.iter_mut().for_each(JumpTable::flush);
+            self.jumps.valid_for = valid_for;
+        }
+        let jumps = &mut self.jumps.tables[usize::from(state.sys.cpl == 3)];
+        jumps.insert(state.rip, body);
+        let left = budget as i64 - crate::block::MAX_BLOCK as i64;
         let mut call = JitCall {
             fill: fill::<M>,
             mem: (mem as *mut M).cast(),
+            left,
+            wake,
+            jumps,
         };
         // SAFETY: `at` is the start of host code `translate` assembled for that address
         // and `push` copied there, in the current epoch (the buffer has not been
-        // emptied since). It follows the C ABI, saves the callee-saved registers it
-        // uses, and touches only: `state` (exclusively borrowed here), the host TLB
-        // `tlb` (owned by `mem`'s TLB, which nothing else uses during the call), and
-        // guest RAM at host addresses the TLB or `fill` gave, which stay mapped while
-        // `mem` lives. Its calls to `fill` get `call`, alive for the whole call.
+        // emptied since), as is every body the jump cache holds (flushed with each new
+        // epoch). The code follows the C ABI, saves the callee-saved registers it uses,
+        // and touches only: `state` (exclusively borrowed here), the host TLB `tlb`
+        // (owned by `mem`'s TLB, which nothing else uses during the call), `call` and
+        // the jump table it points to, and guest RAM at host addresses the TLB or
+        // `fill` gave, which stay mapped while `mem` lives. `wake` points at bytes
+        // that outlive the call.
         let entry: Entry = unsafe { std::mem::transmute::<u64, Entry>(at) };
         // SAFETY: as above.
-        Some(unsafe { entry(state, tlb, &mut call) })
+        let interpret = unsafe { entry(state, tlb, &mut call) } != 0;
+        Some(Ran {
+            done: (left - call.left) as u64,
+            interpret,
+        })
     }
 }

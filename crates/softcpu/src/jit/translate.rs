@@ -14,15 +14,19 @@
 //! their own host registers (so implicit operands and AH..BH work as they are), the
 //! other guest registers an instruction names in r8..r11.
 //!
-//! A block returns `done << 1 | interpret`: how many of its instructions completed,
-//! and whether the next one (at the RIP stored) must run in the interpreter (it is not
-//! translated, or its memory access missed the host TLB and the fill could not
-//! help: MMIO, a fault, code pages, a page crossing).
+//! Blocks chain: at its end, a block whose successor is known (a direct branch, a
+//! return) looks the successor up in the CPU's jump cache ([`super::JumpTable`]) and
+//! jumps straight into its body, with registers and flags still live, as long as the
+//! instruction budget lasts and no interrupt is pending ([`JitCall::wake`]). Otherwise,
+//! or when the next instruction is not translated, it stores RIP and returns to the
+//! CPU: 1 if the interpreter must run the next instruction (it is not translated, or
+//! its memory access missed the host TLB and the fill could not help: MMIO, a fault,
+//! code pages, a page crossing), else 0. [`JitCall::left`] counts what ran.
 
 use std::mem::offset_of;
 
 use iced_x86::code_asm::*;
-use iced_x86::{Code, ConditionCode, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{BlockEncoderOptions, Code, ConditionCode, Instruction, Mnemonic, OpKind, Register};
 
 use super::host_tlb::{ADDEND_OFFSET, READ_OFFSET, WRITE_OFFSET};
 use super::JitCall;
@@ -123,13 +127,25 @@ impl From<IcedError> for Stop {
 /// Builds the host code of one block.
 pub(crate) struct Translator {
     a: CodeAssembler,
+    /// Where chained blocks enter (past the prologue).
+    body: CodeLabel,
     epilogue: CodeLabel,
+}
+
+/// A translated block: its code and where its body starts in it.
+pub(crate) struct HostCode {
+    pub bytes: Vec<u8>,
+    pub body: u64,
+}
+
+fn call_field(offset: usize) -> AsmMemoryOperand {
+    qword_ptr(r12 + offset as i32)
 }
 
 impl Translator {
     /// Host code for `block` (its instructions in order), assembled at `address`;
     /// `None` if not even its first instruction translates.
-    pub fn translate(block: &[Decoded], address: u64) -> Option<Vec<u8>> {
+    pub fn translate(block: &[Decoded], address: u64) -> Option<HostCode> {
         let mut t = Self::new().ok()?;
         let mut done = 0;
         let mut branched = false;
@@ -154,7 +170,7 @@ impl Translator {
                 // The next instruction is the interpreter's.
                 Some(next) => t.exit(next.ins.ip(), done, true),
                 // The block ran out (its size or its page): continue after it.
-                None => t.exit(block[done - 1].ins.next_ip(), done, false),
+                None => t.chain_to(block[done - 1].ins.next_ip(), done),
             };
             step.ok()?;
         }
@@ -164,6 +180,7 @@ impl Translator {
     fn new() -> Result<Self, IcedError> {
         let mut a = CodeAssembler::new(64)?;
         let epilogue = a.create_label();
+        let mut body = a.create_label();
         for r in [rbx, rbp, r12, r13, r14, r15] {
             a.push(r)?;
         }
@@ -176,10 +193,11 @@ impl Translator {
         a.and(eax, ARITH)?;
         a.push(rax)?;
         a.popfq()?;
-        Ok(Self { a, epilogue })
+        a.set_label(&mut body)?;
+        Ok(Self { a, body, epilogue })
     }
 
-    fn finish(mut self, address: u64) -> Result<Vec<u8>, IcedError> {
+    fn finish(mut self, address: u64) -> Result<HostCode, IcedError> {
         let a = &mut self.a;
         a.set_label(&mut self.epilogue)?;
         a.mov(rbx, rax)?;
@@ -196,15 +214,79 @@ impl Translator {
             a.pop(r)?;
         }
         a.ret()?;
-        a.assemble(address)
+        let options = BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS;
+        let result = a.assemble_options(address, options)?;
+        Ok(HostCode {
+            body: result.label_ip(&self.body)? - address,
+            bytes: result.inner.code_buffer,
+        })
     }
 
-    /// Stores `rip` and returns `done << 1 | interpret`.
+    /// Counts `done` instructions as run (against [`JitCall::left`]).
+    fn count(&mut self, done: usize) -> Step {
+        let a = &mut self.a;
+        a.mov(rcx, call_field(offset_of!(JitCall, left)))?;
+        a.lea(rcx, ptr(rcx - done as i32))?;
+        a.mov(call_field(offset_of!(JitCall, left)), rcx)?;
+        Ok(())
+    }
+
+    /// Counts `done`, stores `rip` and returns `interpret` to the CPU.
     fn exit(&mut self, rip_value: u64, done: usize, interpret: bool) -> Step {
+        self.count(done)?;
         self.a.mov(rax, rip_value)?;
         self.a.mov(rip(), rax)?;
-        self.a.mov(eax, (done as u32) << 1 | u32::from(interpret))?;
+        self.a.mov(eax, u32::from(interpret))?;
         self.a.jmp(self.epilogue)?;
+        Ok(())
+    }
+
+    /// Counts `done` and continues at `target`.
+    fn chain_to(&mut self, target: u64, done: usize) -> Step {
+        self.a.mov(rax, target)?;
+        self.chain(done)
+    }
+
+    /// Counts `done` and continues at the RIP in rax: in its translation, if the
+    /// budget lasts, no interrupt is pending and the jump cache has it; else back to
+    /// the CPU. Host flags are kept.
+    fn chain(&mut self, done: usize) -> Step {
+        self.count(done)?;
+        let a = &mut self.a;
+        let mut out = a.create_label();
+        // Budget spent (LEFT negative)?
+        a.mov(edx, 63)?;
+        a.shrx(rcx, rcx, rdx)?;
+        let mut budget_ok = a.create_label();
+        a.jrcxz(budget_ok)?;
+        a.jmp(out)?;
+        a.set_label(&mut budget_ok)?;
+        for wake in 0..2 {
+            let mut quiet = a.create_label();
+            a.mov(rcx, call_field(offset_of!(JitCall, wake) + 8 * wake))?;
+            a.movzx(ecx, byte_ptr(rcx))?;
+            a.jrcxz(quiet)?;
+            a.jmp(out)?;
+            a.set_label(&mut quiet)?;
+        }
+        // The jump cache: 16-byte entries (negated RIP, body), indexed by RIP's low
+        // bits.
+        let mut hit = a.create_label();
+        a.mov(edx, 64 - super::JUMP_BITS)?;
+        a.shlx(rsi, rax, rdx)?;
+        a.shrx(rsi, rsi, rdx)?;
+        a.mov(edx, 4)?;
+        a.shlx(rsi, rsi, rdx)?;
+        a.mov(rdx, call_field(offset_of!(JitCall, jumps)))?;
+        a.mov(rcx, qword_ptr(rdx + rsi))?;
+        a.lea(rcx, ptr(rcx + rax))?;
+        a.jrcxz(hit)?;
+        a.set_label(&mut out)?;
+        a.mov(rip(), rax)?;
+        a.mov(eax, 0)?; // not XOR: the epilogue has not saved the flags yet
+        a.jmp(self.epilogue)?;
+        a.set_label(&mut hit)?;
+        a.jmp(qword_ptr(rdx + rsi + 8))?;
         Ok(())
     }
 
@@ -218,24 +300,24 @@ impl Translator {
             Fast::Jcc(cc, target) => {
                 let mut taken = self.a.create_label();
                 self.jcc(cc, taken)?;
-                self.exit(d.ins.next_ip(), k + 1, false)?;
+                self.chain_to(d.ins.next_ip(), k + 1)?;
                 self.a.set_label(&mut taken)?;
-                self.exit(target, k + 1, false)?;
+                self.chain_to(target, k + 1)?;
                 return Ok(true);
             }
             Fast::Jmp(target) => {
-                self.exit(target, k + 1, false)?;
+                self.chain_to(target, k + 1)?;
                 return Ok(true);
             }
             Fast::Call(target) => {
                 self.push_value(|a| a.mov(rax, d.ins.next_ip()), d, k)?;
-                self.exit(target, k + 1, false)?;
+                self.chain_to(target, k + 1)?;
                 return Ok(true);
             }
             Fast::Ret => {
                 self.pop_into(None, d, k)?;
-                self.a.mov(eax, ((k as u32) + 1) << 1)?;
-                self.a.jmp(self.epilogue)?;
+                self.a.mov(rax, rip())?;
+                self.chain(k + 1)?;
                 return Ok(true);
             }
             Fast::Push => {

@@ -21,6 +21,13 @@ pub trait InterruptSource {
     fn take_nmi(&mut self) -> bool {
         false
     }
+
+    /// Bytes that become non-zero when an interrupt may be pending (the CPU then stops
+    /// running translated blocks back to back and asks). The default: never.
+    fn wake_flags(&self) -> [*const u8; 2] {
+        static NEVER: u8 = 0;
+        [&NEVER, &NEVER]
+    }
 }
 
 /// No interrupt controller: nothing is ever pending.
@@ -83,7 +90,9 @@ impl Cpu {
                 }
             }
             let budget = if shadow { 1 } else { limit - done };
-            let (ran, result) = self.with_linear(phys, |cpu, linear| cpu.run_block(linear, budget));
+            let wake = irq.wake_flags();
+            let (ran, result) =
+                self.with_linear(phys, |cpu, linear| cpu.run_block(linear, budget, wake));
             done += ran;
             match result {
                 Ok(None) => {}
