@@ -41,8 +41,8 @@ pub(crate) struct JitCall {
     /// Bytes that become non-zero when the CPU must look for interrupts: chaining
     /// stops then.
     pub wake: [*const u8; 2],
-    /// The jump cache of the current privilege.
-    pub jumps: *const JumpTable,
+    /// The jump cache of the current privilege: its entries.
+    pub jumps: *const (u64, u64),
 }
 
 /// The fill helper for memory `M`.
@@ -60,10 +60,9 @@ pub(crate) const JUMP_BITS: u32 = 10;
 
 /// Translated blocks by RIP, for chaining: entries are (negated RIP, host address of
 /// the block's body), so that translated code compares without changing flags.
-#[repr(C)]
 #[derive(Debug, Clone)]
 pub(crate) struct JumpTable {
-    entries: [(u64, u64); 1 << JUMP_BITS],
+    entries: Box<[(u64, u64)]>,
 }
 
 /// A key no RIP has (see [`host_tlb`]'s tags).
@@ -72,7 +71,7 @@ const NO_RIP: u64 = 1 << 63;
 impl Default for JumpTable {
     fn default() -> Self {
         Self {
-            entries: [(NO_RIP, 0); 1 << JUMP_BITS],
+            entries: vec![(NO_RIP, 0); 1 << JUMP_BITS].into_boxed_slice(),
         }
     }
 }
@@ -91,7 +90,7 @@ impl JumpTable {
 /// one buffer epoch, of code as it was at one code generation.
 #[derive(Debug, Default)]
 struct Jumps {
-    tables: Box<[JumpTable; 2]>,
+    tables: [JumpTable; 2],
     valid_for: Option<(u64, u32)>,
 }
 
@@ -141,12 +140,19 @@ impl Clone for JitSlot {
 
 impl JitSlot {
     /// The translator, made now if need be.
+    #[inline]
     pub fn get(&mut self) -> Option<&mut Jit> {
         if self.jit.is_none() && !self.refused {
-            self.jit = Jit::new();
-            self.refused = self.jit.is_none();
+            self.make();
         }
         self.jit.as_mut()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn make(&mut self) {
+        self.jit = Jit::new();
+        self.refused = self.jit.is_none();
     }
 }
 
@@ -220,7 +226,7 @@ impl Jit {
             mem: (mem as *mut M).cast(),
             left,
             wake,
-            jumps,
+            jumps: jumps.entries.as_ptr(),
         };
         // SAFETY: `at` is the start of host code `translate` assembled for that address
         // and `push` copied there, in the current epoch (the buffer has not been
