@@ -144,6 +144,11 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
     }
     let until_equal = cx.ins.has_repne_prefix();
     let compare = compares(cx.ins.mnemonic());
+    if !compare && !cx.flag(Flags::DF) && p.mask == u64::MAX {
+        if let Some(result) = bulk(cx, bits, &p) {
+            return result;
+        }
+    }
     for _ in 0..BATCH {
         let count = cx.st.reg(Gpr::Rcx) & p.mask;
         if count == 0 {
@@ -166,4 +171,83 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
         cx.st.rip = cx.ins.ip();
     }
     Ok(())
+}
+
+/// REP MOVS and REP STOS forwards with 64-bit addressing, a page at a time straight on
+/// guest RAM (clearing and copying pages is most of what kernels use them for). `None`
+/// if not a MOVS or STOS; element by element (the loop in [`execute`]) wherever a
+/// page is not RAM the memory hands out (a device, a fault, code), and for the bytes
+/// of an overlap that element-wise copying defines.
+fn bulk(cx: &mut Exec<'_>, bits: u32, p: &Pointers) -> Option<Result<(), Exception>> {
+    let movs = match cx.ins.mnemonic() {
+        Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd | Mnemonic::Movsq => true,
+        Mnemonic::Stosb | Mnemonic::Stosw | Mnemonic::Stosd | Mnemonic::Stosq => false,
+        _ => return None,
+    };
+    let size = u64::from(bits / 8);
+    let mut budget = BATCH;
+    while budget > 0 {
+        let count = cx.st.reg(Gpr::Rcx);
+        if count == 0 {
+            return Some(Ok(()));
+        }
+        let dest = cx.st.reg(Gpr::Rdi);
+        let src = cx.source(p);
+        let room = |addr: u64| (0x1000 - (addr & 0xfff)) / size;
+        let mut n = count.min(budget).min(room(dest));
+        if movs {
+            n = n.min(room(src));
+            if dest > src && dest - src < n * size {
+                n = (dest - src) / size; // copying forwards reads bytes it wrote
+            }
+        }
+        let bytes = (n * size) as usize;
+        let to = (n > 0)
+            .then(|| cx.mem.host_fill(dest, bytes, true))
+            .flatten();
+        let from = if movs {
+            cx.mem.host_fill(src, bytes, false)
+        } else {
+            Some(0)
+        };
+        let (Some(to), Some(from)) = (to, from) else {
+            break; // element by element from here
+        };
+        if movs {
+            // SAFETY: `host_fill` gave both: `bytes` of mapped guest RAM each, within a
+            // page; `copy` allows the overlap left (the destination below the source,
+            // or apart by at least `bytes`).
+            unsafe { std::ptr::copy(from as *const u8, to as *mut u8, bytes) };
+            cx.st
+                .set_reg(Gpr::Rsi, cx.st.reg(Gpr::Rsi).wrapping_add(n * size));
+        } else {
+            fill(to, cx.reg(accumulator(bits)), size as usize, n as usize);
+        }
+        cx.st.set_reg(Gpr::Rdi, dest.wrapping_add(n * size));
+        cx.st.set_reg(Gpr::Rcx, count - n);
+        budget -= n;
+    }
+    if budget == 0 {
+        if cx.st.reg(Gpr::Rcx) != 0 {
+            cx.st.rip = cx.ins.ip(); // more next step
+        }
+        return Some(Ok(()));
+    }
+    None
+}
+
+/// Stores `n` copies of the `size` low bytes of `value` at host address `to`.
+fn fill(to: u64, value: u64, size: usize, n: usize) {
+    let to = to as *mut u8;
+    let bytes = value.to_le_bytes();
+    if size == 1 {
+        // SAFETY: the caller's `host_fill` gave `n` bytes of mapped guest RAM at `to`.
+        unsafe { std::ptr::write_bytes(to, bytes[0], n) };
+        return;
+    }
+    for i in 0..n {
+        // SAFETY: the caller's `host_fill` gave `n * size` bytes of mapped guest RAM at
+        // `to`; this writes the i-th element's bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), to.add(i * size), size) };
+    }
 }
