@@ -711,3 +711,49 @@ fn test_chained_translated_loop_takes_an_interrupt_raised_meanwhile() {
         "{rounds} rounds before the interrupt"
     );
 }
+
+/// A hot loop's translated DIV and IDIV still raise #DE (a zero divisor; a quotient
+/// too large), with RIP on the instruction, instead of faulting on the host.
+#[test]
+fn test_translated_divide_errors_reach_the_guest() {
+    for signed in [false, true] {
+        let (mut cpu, mut ram) = machine();
+        let code = asm(KERNEL_CODE, |a| {
+            let mut top = a.create_label();
+            a.mov(ecx, 100)?;
+            a.set_label(&mut top)?;
+            if signed {
+                // RBX: -RCX (-1 in the last round); RDX:RAX: i64::MIN throughout.
+                a.mov(rbx, rcx)?;
+                a.neg(rbx)?;
+                a.mov(rax, i64::MIN)?;
+                a.cqo()?;
+                a.idiv(rbx)?;
+            } else {
+                a.lea(rbx, qword_ptr(rcx - 1))?; // 0 in the last round
+                a.mov(eax, 1000)?;
+                a.xor(edx, edx)?;
+                a.div(rbx)?;
+            }
+            a.dec(rcx)?;
+            a.jne(top)?;
+            a.hlt()
+        });
+        ram.put(KERNEL_CODE, &code);
+        let exit = loop {
+            if let (_, Some(exit)) = cpu.run_system(&mut ram, &mut NoInterrupts, 10_000) {
+                break exit;
+            }
+        };
+        assert_eq!(exit, Exit::Halt);
+        assert_eq!(handled(&cpu), 0, "#DE (signed: {signed})");
+        let (_, rip, _, _) = frame(&cpu, &ram, false);
+        let at = &code[(rip - KERNEL_CODE) as usize..];
+        assert_eq!(at[..2], [0x48, 0xf7], "RIP on the DIV or IDIV");
+        assert_eq!(
+            cpu.state.reg(Gpr::Rcx),
+            1,
+            "in the last round (signed: {signed})"
+        );
+    }
+}

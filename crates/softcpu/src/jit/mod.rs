@@ -10,7 +10,9 @@
 //! interpreter, which notices it.
 
 mod buffer;
+mod forms;
 pub mod host_tlb;
+mod instructions;
 mod translate;
 
 use std::cell::Cell;

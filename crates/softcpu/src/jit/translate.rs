@@ -26,21 +26,21 @@
 use std::mem::offset_of;
 
 use iced_x86::code_asm::*;
-use iced_x86::{BlockEncoderOptions, Code, ConditionCode, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{BlockEncoderOptions, ConditionCode};
 
-use super::host_tlb::{ADDEND_OFFSET, READ_OFFSET, WRITE_OFFSET};
+use super::forms::{push_pop_register, Step, Stop, Unsupported};
 use super::JitCall;
-use crate::decoded::{Address, Decoded, Fast};
+use crate::decoded::{Decoded, Fast};
 use crate::state::{CpuState, Segment};
 
 /// The arithmetic flags (CF, PF, AF, ZF, SF, OF) the host carries for the guest.
 const ARITH: i32 = 0x8d5;
 
-fn gpr(n: u8) -> AsmMemoryOperand {
+pub(super) fn gpr(n: u8) -> AsmMemoryOperand {
     qword_ptr(r15 + (offset_of!(CpuState, gpr) + 8 * n as usize) as i32)
 }
 
-fn rip() -> AsmMemoryOperand {
+pub(super) fn rip() -> AsmMemoryOperand {
     qword_ptr(r15 + offset_of!(CpuState, rip) as i32)
 }
 
@@ -48,85 +48,15 @@ fn rflags() -> AsmMemoryOperand {
     qword_ptr(r15 + offset_of!(CpuState, rflags) as i32)
 }
 
-fn segment_base(n: u8) -> AsmMemoryOperand {
+pub(super) fn segment_base(n: u8) -> AsmMemoryOperand {
     let at =
         offset_of!(CpuState, seg) + n as usize * size_of::<Segment>() + offset_of!(Segment, base);
     qword_ptr(r15 + at as i32)
 }
 
-/// Guest register numbers that live in their own host register.
-const IDENTITY: [u8; 5] = [0, 1, 2, 3, 5];
-/// Host registers for the other guest registers an instruction names.
-const SPARE: [u8; 4] = [8, 9, 10, 11];
-
-/// Host register `n` as a 64-bit assembler register.
-fn host64(n: u8) -> AsmRegister64 {
-    [
-        rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15,
-    ][n as usize]
-}
-
-/// iced's register number `n` at `bytes` wide (low bytes for 1).
-fn sized(n: u8, bytes: usize) -> Option<Register> {
-    let first = match bytes {
-        1 if n < 4 => Register::AL as usize + n as usize,
-        1 => Register::AL as usize + 4 + n as usize,
-        2 => Register::AX as usize + n as usize,
-        4 => Register::EAX as usize + n as usize,
-        8 => Register::RAX as usize + n as usize,
-        _ => return None,
-    };
-    Register::try_from(first).ok()
-}
-
-/// Guest to host register numbers for one instruction.
-#[derive(Default)]
-struct Mapping(Vec<(u8, u8)>);
-
-impl Mapping {
-    /// The host register for guest register `g`, assigned on first use; `None` when
-    /// the spares run out.
-    fn host(&mut self, g: u8) -> Option<u8> {
-        if let Some(&(_, h)) = self.0.iter().find(|(guest, _)| *guest == g) {
-            return Some(h);
-        }
-        let h = if IDENTITY.contains(&g) {
-            g
-        } else {
-            let used = self
-                .0
-                .iter()
-                .filter(|(guest, _)| !IDENTITY.contains(guest))
-                .count();
-            *SPARE.get(used)?
-        };
-        self.0.push((g, h));
-        Some(h)
-    }
-}
-
-/// Why an instruction was not translated.
-enum Stop {
-    /// The translator does not run it: found before anything of it was emitted, so
-    /// the block ends there and the interpreter takes over.
-    Unsupported,
-    /// The assembler refused what was emitted: the block is not translated at all.
-    Failed,
-}
-
-use Stop::Unsupported;
-
-type Step = Result<(), Stop>;
-
-impl From<IcedError> for Stop {
-    fn from(_: IcedError) -> Self {
-        Stop::Failed
-    }
-}
-
 /// Builds the host code of one block.
 pub(crate) struct Translator {
-    a: CodeAssembler,
+    pub(super) a: CodeAssembler,
     /// Where chained blocks enter (past the prologue).
     body: CodeLabel,
     epilogue: CodeLabel,
@@ -232,7 +162,7 @@ impl Translator {
     }
 
     /// Counts `done`, stores `rip` and returns `interpret` to the CPU.
-    fn exit(&mut self, rip_value: u64, done: usize, interpret: bool) -> Step {
+    pub(super) fn exit(&mut self, rip_value: u64, done: usize, interpret: bool) -> Step {
         self.count(done)?;
         self.a.mov(rax, rip_value)?;
         self.a.mov(rip(), rax)?;
@@ -250,7 +180,7 @@ impl Translator {
     /// Counts `done` and continues at the RIP in rax: in its translation, if the
     /// budget lasts, no interrupt is pending and the jump cache has it; else back to
     /// the CPU. Host flags are kept.
-    fn chain(&mut self, done: usize) -> Step {
+    pub(super) fn chain(&mut self, done: usize) -> Step {
         self.count(done)?;
         let a = &mut self.a;
         let mut out = a.create_label();
@@ -330,6 +260,10 @@ impl Translator {
                 self.pop_into(Some(reg), d, k)?;
                 return Ok(false);
             }
+            Fast::CallIndirect | Fast::JmpIndirect => {
+                self.indirect(d, k, d.fast == Fast::CallIndirect)?;
+                return Ok(true);
+            }
             Fast::Lea => {
                 self.lea(d)?;
                 return Ok(false);
@@ -363,354 +297,4 @@ impl Translator {
         }?;
         Ok(())
     }
-
-    /// rsi = the linear address of `ea` (with the FS or GS base), without touching
-    /// flags.
-    fn address(&mut self, ea: &Address, with_segment: bool) -> Step {
-        check_address(ea, with_segment)?;
-        let a = &mut self.a;
-        let disp = i32::try_from(ea.displacement as i64).ok();
-        match (ea.base, ea.index, disp) {
-            (None, None, _) => a.mov(rsi, ea.displacement)?,
-            (Some(b), None, Some(disp)) => {
-                a.mov(rsi, gpr(b))?;
-                if disp != 0 {
-                    a.lea(rsi, ptr(rsi + disp))?;
-                }
-            }
-            (base, Some((i, scale)), Some(disp)) => {
-                a.mov(rdi, gpr(i))?;
-                let scaled = rdi * u32::from(scale);
-                match base {
-                    Some(b) => {
-                        a.mov(rsi, gpr(b))?;
-                        a.lea(rsi, ptr(rsi + scaled + disp))?;
-                    }
-                    None => a.lea(rsi, ptr(scaled + disp))?,
-                }
-            }
-            _ => return Err(Unsupported),
-        }
-        match ea.segment {
-            Some(seg @ (4 | 5)) if with_segment => {
-                a.mov(rdi, segment_base(seg))?;
-                a.lea(rsi, ptr(rsi + rdi))?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// rsi (a linear address) becomes the host address of `len` bytes there, from
-    /// the host TLB or its fill helper; if neither has it, instruction `k` is left to
-    /// the interpreter. Host flags are kept.
-    fn host_address(&mut self, len: usize, write: bool, d: &Decoded, k: usize) -> Step {
-        let a = &mut self.a;
-        let (mut hit, mut done, mut miss) = (a.create_label(), a.create_label(), a.create_label());
-        let tags = if write { WRITE_OFFSET } else { READ_OFFSET };
-        a.shrx(rdi, rsi, r13)?;
-        a.movzx(edi, dil)?;
-        a.lea(rax, ptr(rsi + (len as i32 - 1)))?;
-        a.shrx(rax, rax, r13)?;
-        a.mov(rcx, qword_ptr(r14 + rdi * 8 + tags))?;
-        a.lea(rcx, ptr(rax + rcx))?;
-        a.jrcxz(hit)?;
-        // The helper: flags saved around it (it is Rust), the stack kept aligned.
-        a.lea(rsp, ptr(rsp - 8))?;
-        a.pushfq()?;
-        a.mov(rdi, r12)?;
-        a.mov(edx, len as u32 | u32::from(write) << 8)?;
-        a.call(qword_ptr(r12 + offset_of!(JitCall, fill) as i32))?;
-        a.popfq()?;
-        a.lea(rsp, ptr(rsp + 8))?;
-        a.mov(rcx, rax)?;
-        a.jrcxz(miss)?;
-        a.mov(rsi, rax)?;
-        a.jmp(done)?;
-        a.set_label(&mut miss)?;
-        self.exit(d.ins.ip(), k, true)?;
-        let a = &mut self.a;
-        a.set_label(&mut hit)?;
-        a.mov(rdx, qword_ptr(r14 + rdi * 8 + ADDEND_OFFSET))?;
-        a.lea(rsi, ptr(rsi + rdx))?;
-        a.set_label(&mut done)?;
-        Ok(())
-    }
-
-    /// PUSH of the value `load` puts in rax (after the stack slot is found).
-    fn push_value(
-        &mut self,
-        load: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
-        d: &Decoded,
-        k: usize,
-    ) -> Step {
-        self.a.mov(rsi, gpr(4))?;
-        self.a.lea(rsi, ptr(rsi - 8))?;
-        self.host_address(8, true, d, k)?;
-        let a = &mut self.a;
-        load(a)?;
-        a.mov(qword_ptr(rsi), rax)?;
-        a.mov(rax, gpr(4))?;
-        a.lea(rax, ptr(rax - 8))?;
-        a.mov(gpr(4), rax)?;
-        Ok(())
-    }
-
-    /// POP into guest register `reg`, or into RIP (RET) when `None`.
-    fn pop_into(&mut self, reg: Option<u8>, d: &Decoded, k: usize) -> Step {
-        self.a.mov(rsi, gpr(4))?;
-        self.host_address(8, false, d, k)?;
-        let a = &mut self.a;
-        a.mov(rdx, qword_ptr(rsi))?;
-        a.mov(rax, gpr(4))?;
-        a.lea(rax, ptr(rax + 8))?;
-        a.mov(gpr(4), rax)?;
-        // After RSP: POP RSP loads the popped value.
-        match reg {
-            Some(r) => a.mov(gpr(r), rdx)?,
-            None => a.mov(rip(), rdx)?,
-        }
-        Ok(())
-    }
-
-    /// LEA into a 32- or 64-bit register.
-    fn lea(&mut self, d: &Decoded) -> Step {
-        let (Some(ea), crate::decoded::Operand::Gpr { index, bits, .. }) = (d.ea, d.operands[0])
-        else {
-            return Err(Unsupported);
-        };
-        if !matches!(bits, 32 | 64) {
-            return Err(Unsupported);
-        }
-        check_address(&ea, false)?;
-        self.address(&ea, false)?;
-        if bits == 32 {
-            self.a.mov(esi, esi)?;
-        }
-        self.a.mov(gpr(index), rsi)?;
-        Ok(())
-    }
-
-    /// An instruction that runs as itself on host registers and `[rsi]`.
-    fn plain(&mut self, d: &Decoded, k: usize) -> Step {
-        let ins = &d.ins;
-        if !runs_as_itself(ins) {
-            return Err(Unsupported);
-        }
-        let mut host = *ins;
-        let mut map = Mapping::default();
-        let mut memory = None;
-        for i in 0..ins.op_count() {
-            match ins.op_kind(i) {
-                OpKind::Register => {
-                    let r = ins.op_register(i);
-                    if !r.is_gpr() {
-                        return Err(Unsupported);
-                    }
-                    if matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) {
-                        map.host(r.full_register().number() as u8)
-                            .ok_or(Unsupported)?;
-                        continue; // identity-mapped: stays as it is
-                    }
-                    let g = r.full_register().number() as u8;
-                    let h = map.host(g).ok_or(Unsupported)?;
-                    host.set_op_register(i, sized(h, r.size()).ok_or(Unsupported)?);
-                }
-                OpKind::Memory => memory = Some(i),
-                OpKind::Immediate8
-                | OpKind::Immediate16
-                | OpKind::Immediate32
-                | OpKind::Immediate64
-                | OpKind::Immediate8to16
-                | OpKind::Immediate8to32
-                | OpKind::Immediate8to64
-                | OpKind::Immediate32to64 => {}
-                _ => return Err(Unsupported),
-            }
-        }
-        for g in implicit_registers(ins.mnemonic(), ins.op_count()) {
-            map.host(*g).ok_or(Unsupported)?;
-        }
-        if let Some(i) = memory {
-            let len = ins.memory_size().size();
-            if !matches!(len, 1 | 2 | 4 | 8) {
-                return Err(Unsupported);
-            }
-            let ea = d.ea.ok_or(Unsupported)?;
-            host.set_memory_base(Register::RSI);
-            host.set_memory_index(Register::None);
-            host.set_memory_index_scale(1);
-            host.set_memory_displacement64(0);
-            host.set_memory_displ_size(0);
-            host.set_segment_prefix(Register::None);
-            encodable(&host)?;
-            check_address(&ea, true)?;
-            self.address(&ea, true)?;
-            self.host_address(len, writes_memory(ins, i), d, k)?;
-        } else {
-            encodable(&host)?;
-        }
-        for &(g, h) in &map.0 {
-            self.a.mov(host64(h), gpr(g))?;
-        }
-        self.a.add_instruction(host)?;
-        for &(g, h) in &map.0 {
-            self.a.mov(gpr(g), host64(h))?;
-        }
-        Ok(())
-    }
-}
-
-/// Whether the host can encode `ins` (the guest's AH with a spare register, which
-/// needs REX, it cannot).
-fn encodable(ins: &Instruction) -> Step {
-    match iced_x86::Encoder::new(64).encode(ins, 0) {
-        Ok(_) => Ok(()),
-        Err(_) => Err(Unsupported),
-    }
-}
-
-/// Whether [`Translator::address`] can form `ea`: 64-bit addressing, a 32-bit
-/// displacement with registers, and no segment base but FS's or GS's.
-fn check_address(ea: &Address, with_segment: bool) -> Step {
-    let registers = ea.base.is_some() || ea.index.is_some();
-    let disp_ok = !registers || i32::try_from(ea.displacement as i64).is_ok();
-    let segment_ok = !with_segment || matches!(ea.segment, None | Some(4 | 5));
-    if ea.mask == u64::MAX && disp_ok && segment_ok {
-        Ok(())
-    } else {
-        Err(Unsupported)
-    }
-}
-
-/// The register a 64-bit PUSH or POP names.
-fn push_pop_register(d: &Decoded) -> Result<u8, Stop> {
-    match d.operands[0] {
-        crate::decoded::Operand::Gpr {
-            index, bits: 64, ..
-        } => Ok(index),
-        _ => Err(Unsupported),
-    }
-}
-
-/// Guest registers an instruction uses without naming them.
-fn implicit_registers(m: Mnemonic, operands: u32) -> &'static [u8] {
-    use Mnemonic::*;
-    match m {
-        Mul | Imul if operands == 1 => &[0, 2],
-        Cwd | Cdq | Cqo => &[0, 2],
-        Cbw | Cwde | Cdqe | Cmpxchg | Lahf | Sahf => &[0],
-        _ => &[],
-    }
-}
-
-/// Whether the instruction writes its memory operand `i` (else it only reads it).
-fn writes_memory(ins: &Instruction, i: u32) -> bool {
-    i == 0
-        && !matches!(
-            ins.mnemonic(),
-            Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Bt
-        )
-}
-
-/// Integer instructions whose host execution is the guest's: no faults on the host
-/// (no division), no state outside GPRs, memory and arithmetic flags, nothing this
-/// CPU does not advertise.
-fn runs_as_itself(ins: &Instruction) -> bool {
-    use Mnemonic::*;
-    if ins.encoding() != iced_x86::EncodingKind::Legacy
-        || ins.has_rep_prefix()
-        || ins.has_repne_prefix()
-    {
-        return false;
-    }
-    let bit_memory_register = matches!(ins.mnemonic(), Bt | Bts | Btr | Btc)
-        && ins.op0_kind() == OpKind::Memory
-        && ins.op1_kind() == OpKind::Register;
-    if bit_memory_register || ins.code() == Code::Xlat_m8 {
-        return false; // a bit string reaches past its operand
-    }
-    matches!(
-        ins.mnemonic(),
-        Mov | Movzx
-            | Movsx
-            | Movsxd
-            | Add
-            | Or
-            | Adc
-            | Sbb
-            | And
-            | Sub
-            | Xor
-            | Cmp
-            | Test
-            | Inc
-            | Dec
-            | Not
-            | Neg
-            | Shl
-            | Shr
-            | Sar
-            | Rol
-            | Ror
-            | Rcl
-            | Rcr
-            | Shld
-            | Shrd
-            | Imul
-            | Mul
-            | Cmovo
-            | Cmovno
-            | Cmovb
-            | Cmovae
-            | Cmove
-            | Cmovne
-            | Cmovbe
-            | Cmova
-            | Cmovs
-            | Cmovns
-            | Cmovp
-            | Cmovnp
-            | Cmovl
-            | Cmovge
-            | Cmovle
-            | Cmovg
-            | Seto
-            | Setno
-            | Setb
-            | Setae
-            | Sete
-            | Setne
-            | Setbe
-            | Seta
-            | Sets
-            | Setns
-            | Setp
-            | Setnp
-            | Setl
-            | Setge
-            | Setle
-            | Setg
-            | Bswap
-            | Xchg
-            | Xadd
-            | Cmpxchg
-            | Bt
-            | Bts
-            | Btr
-            | Btc
-            | Bsf
-            | Bsr
-            | Cwd
-            | Cdq
-            | Cqo
-            | Cbw
-            | Cwde
-            | Cdqe
-            | Lahf
-            | Sahf
-            | Clc
-            | Stc
-            | Cmc
-    )
 }
