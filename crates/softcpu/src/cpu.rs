@@ -80,7 +80,8 @@ impl Cpu {
     /// instruction keeps the iterations it completed, as on hardware; a trap leaves RIP
     /// past the instruction).
     pub fn step(&mut self, mem: &mut dyn Memory) -> RunResult {
-        self.run_mode(&mut Dyn(mem), 1, None).1
+        self.run_mode(&mut Dyn(mem), 1, false, crate::jit::NEVER_WAKE)
+            .1
     }
 
     /// Executes up to `limit` instructions in user mode without a kernel, as
@@ -90,7 +91,7 @@ impl Cpu {
     /// Generic over the memory, so that the fast path reaches it without dynamic
     /// dispatch.
     pub fn run<M: Memory>(&mut self, mem: &mut M, limit: u64) -> (u64, RunResult) {
-        self.run_mode(mem, limit, None)
+        self.run_mode(mem, limit, false, crate::jit::NEVER_WAKE)
     }
 
     /// Executes at most `limit` instructions in system mode (a guest kernel handles
@@ -103,18 +104,19 @@ impl Cpu {
         limit: u64,
         wake: [*const u8; 2],
     ) -> (u64, RunResult) {
-        self.run_mode(mem, limit, Some(wake))
+        self.run_mode(mem, limit, true, wake)
     }
 
     /// Runs blocks until `limit` instructions have completed or one exits or faults;
-    /// in system mode (`wake` given), as [`Cpu::run_block`] says.
+    /// in system mode (`kernel`), as [`Cpu::run_block`] says. Hot blocks run
+    /// translated where the memory keeps a host TLB ([`Memory::host_tlb`]).
     fn run_mode<M: Memory>(
         &mut self,
         mem: &mut M,
         limit: u64,
-        wake: Option<[*const u8; 2]>,
+        kernel: bool,
+        wake: [*const u8; 2],
     ) -> (u64, RunResult) {
-        let kernel = wake.is_some();
         // After translated code left an instruction to the interpreter.
         let mut interpret_next = false;
         let mut executed = 0;
@@ -143,21 +145,20 @@ impl Cpu {
                 },
             };
             let budget = limit - executed;
-            if let (Some(wake), true) = (wake, self.translate && !interpret_next) {
-                if block.instructions.len() as u64 <= budget {
-                    let translated = self.jit.get().and_then(|jit| {
-                        let block = (&block.instructions[..], &block.jit);
-                        jit.run(block, &mut self.state, mem, (budget, generation), wake)
-                    });
-                    if let Some(ran) = translated {
-                        executed += ran.done;
-                        if !ran.interpret {
-                            break;
-                        }
-                        // The instruction at RIP is the interpreter's: its block next.
-                        interpret_next = true;
-                        continue;
+            let fits = block.instructions.len() as u64 <= budget;
+            if self.translate && !std::mem::take(&mut interpret_next) && fits {
+                let translated = self.jit.get().and_then(|jit| {
+                    let block = (&block.instructions[..], &block.jit);
+                    jit.run(block, &mut self.state, mem, (budget, generation), wake)
+                });
+                if let Some(ran) = translated {
+                    executed += ran.done;
+                    // The instruction at RIP may be the interpreter's: its block next.
+                    interpret_next = ran.interpret;
+                    if kernel && !ran.interpret {
+                        break; // the caller looks for interrupts
                     }
+                    continue;
                 }
             }
             let room = usize::try_from(budget).unwrap_or(usize::MAX);
@@ -334,5 +335,11 @@ impl Memory for Dyn<'_> {
     }
     fn platform(&mut self) -> Option<&mut dyn crate::system::paging::PhysicalMemory> {
         self.0.platform()
+    }
+    fn host_tlb(&mut self) -> Option<*mut crate::HostTlb> {
+        self.0.host_tlb()
+    }
+    fn host_fill(&mut self, addr: u64, len: usize, write: bool) -> Option<u64> {
+        self.0.host_fill(addr, len, write)
     }
 }

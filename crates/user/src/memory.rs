@@ -1,6 +1,6 @@
 //! A user process's address space: page-aligned mappings at fixed addresses.
 
-use gasang_softcpu::{Access, Memory, MemoryFault};
+use gasang_softcpu::{Access, HostTlb, Memory, MemoryFault};
 
 /// The page size of the emulated process.
 pub const PAGE: u64 = 4096;
@@ -48,6 +48,9 @@ pub struct UserMemory {
     next_version: u64,
     /// Changes whenever a code page is written or mappings change.
     generation: u64,
+    /// Where translated code finds pages: emptied whenever mappings change (mappings'
+    /// bytes move or go), its write entries whenever a page becomes code.
+    host: Box<HostTlb>,
 }
 
 impl UserMemory {
@@ -67,12 +70,14 @@ impl UserMemory {
         let at = self.maps.partition_point(|(s, _)| *s < start);
         self.maps.insert(at, (start, mapping));
         self.recent = Recent::default();
+        self.host.flush();
         self.generation += 1;
     }
 
     /// Removes `[addr, addr + len)`, splitting mappings that straddle it.
     pub fn unmap(&mut self, addr: u64, len: u64) {
         self.recent = Recent::default();
+        self.host.flush();
         self.generation += 1;
         let end = addr.saturating_add(len.next_multiple_of(PAGE));
         let (hit, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.maps)
@@ -248,8 +253,30 @@ impl Memory for UserMemory {
         let version = *version;
         if fresh {
             self.next_version = next_version;
+            // Translated code may hold write access to the page: no more.
+            self.host.flush_writes();
         }
         Some(version)
+    }
+
+    fn host_tlb(&mut self) -> Option<*mut HostTlb> {
+        Some(&mut *self.host)
+    }
+
+    fn host_fill(&mut self, addr: u64, len: usize, write: bool) -> Option<u64> {
+        if addr % PAGE + len as u64 > PAGE {
+            return None;
+        }
+        let (m, offset) = self.locate(addr)?;
+        let page = (offset / PAGE) as usize;
+        if write && m.code[page] != 0 {
+            return None; // a write must make the page's code stale: the slow way
+        }
+        // The page's bytes stay where they are until mappings change (which empties
+        // the host TLB): mappings never grow in place.
+        let host = m.data.as_mut_ptr() as u64 + page as u64 * PAGE;
+        self.host.fill(addr / PAGE, host, write);
+        Some(host + addr % PAGE)
     }
 }
 
@@ -324,6 +351,62 @@ mod tests {
             mem.code_version(0x1000),
             Some(v2),
             "a new mapping is new code"
+        );
+    }
+
+    /// Translated code writes through the host TLB: a hot loop stores into a page, then
+    /// calls code on it, then patches that code with the same store; the patched code
+    /// runs (the page's write entry went when it became code).
+    #[test]
+    fn test_translated_store_to_a_page_that_became_code_is_seen() {
+        use gasang_softcpu::{Cpu, CpuState, Exit, Gpr};
+        use iced_x86::code_asm::*;
+        const CODE: u64 = 0x40_0000;
+        const P: u64 = 0x40_1000;
+        let assemble = |at: u64, f: &dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>| {
+            let mut a = CodeAssembler::new(64).unwrap();
+            f(&mut a).unwrap();
+            a.assemble(at).unwrap()
+        };
+        let mut mem = UserMemory::new();
+        mem.map(CODE, 2 * PAGE);
+        mem.map(0x7000_0000, PAGE);
+        mem.write(
+            P,
+            &assemble(P, &|a| {
+                a.mov(eax, 1)?;
+                a.ret()
+            }),
+        )
+        .unwrap();
+        let code = assemble(CODE, &|a| {
+            let (mut top, mut next) = (a.create_label(), a.create_label());
+            a.mov(ecx, 300)?;
+            a.xor(ebx, ebx)?;
+            a.set_label(&mut top)?;
+            a.mov(edx, 1)?;
+            a.cmp(ecx, 101)?;
+            a.adc(edx, 0)?; // 2 in the last 100 rounds
+            a.mov(byte_ptr(P + 1), dl)?;
+            a.cmp(ecx, 200)?;
+            a.ja(next)?;
+            a.call(P)?;
+            a.add(ebx, eax)?;
+            a.set_label(&mut next)?;
+            a.dec(ecx)?;
+            a.jne(top)?;
+            a.syscall()
+        });
+        mem.write(CODE, &code).unwrap();
+        let mut state = CpuState::long_mode(CODE);
+        state.set_reg(Gpr::Rsp, 0x7000_0800);
+        let mut cpu = Cpu::new(state);
+        let (_, end) = cpu.run(&mut mem, u64::MAX);
+        assert_eq!(end, Ok(Some(Exit::Syscall)));
+        assert_eq!(
+            cpu.state.reg(Gpr::Rbx),
+            300,
+            "100 calls before the patch, 100 after"
         );
     }
 }

@@ -57,6 +57,9 @@ extern "C" fn fill<M: Memory>(call: *mut JitCall, addr: u64, kind: u64) -> u64 {
     mem.host_fill(addr, len, kind & 0x100 != 0).unwrap_or(0)
 }
 
+/// Wake bytes that never wake: for runs nothing interrupts (`user-run`).
+pub(crate) const NEVER_WAKE: [*const u8; 2] = [&0, &0];
+
 /// log2 of the jump cache's entries.
 pub(crate) const JUMP_BITS: u32 = 10;
 
@@ -222,7 +225,7 @@ impl Jit {
         }
         let jumps = &mut self.jumps.tables[usize::from(state.sys.cpl == 3)];
         jumps.insert(state.rip, body);
-        let left = budget as i64 - crate::block::MAX_BLOCK as i64;
+        let left = i64::try_from(budget).unwrap_or(i64::MAX) - crate::block::MAX_BLOCK as i64;
         let mut call = JitCall {
             fill: fill::<M>,
             mem: (mem as *mut M).cast(),

@@ -25,8 +25,7 @@ pub trait InterruptSource {
     /// Bytes that become non-zero when an interrupt may be pending (the CPU then stops
     /// running translated blocks back to back and asks). The default: never.
     fn wake_flags(&self) -> [*const u8; 2] {
-        static NEVER: u8 = 0;
-        [&NEVER, &NEVER]
+        crate::jit::NEVER_WAKE
     }
 }
 
