@@ -352,19 +352,27 @@ fn operand(ins: &Instruction, i: u32) -> Operand {
             }
         }
         OpKind::Memory => Operand::Memory { bits },
-        OpKind::Immediate8
-        | OpKind::Immediate16
-        | OpKind::Immediate32
-        | OpKind::Immediate64
-        | OpKind::Immediate8to16
-        | OpKind::Immediate8to32
-        | OpKind::Immediate8to64
-        | OpKind::Immediate32to64 => Operand::Immediate {
+        kind if is_immediate(kind) => Operand::Immediate {
             value: ins.immediate(i),
             bits,
         },
         _ => Operand::Other,
     }
+}
+
+/// Whether an operand of `kind` is an immediate.
+pub(crate) fn is_immediate(kind: OpKind) -> bool {
+    matches!(
+        kind,
+        OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
 }
 
 /// `ins`'s memory operand's address recipe, if it has a plain memory operand with

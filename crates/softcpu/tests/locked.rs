@@ -178,28 +178,33 @@ impl Memory for Shared {
     }
 }
 
+/// `rounds` rounds of contended updates. RDI: shared data. [rdi]: LOCK INC counter;
+/// [rdi+8]: XADD tickets; [rdi+16]: a spinlock taken with LOCK CMPXCHG; [rdi+24]: a
+/// plain INC it guards.
+fn contended_rounds(a: &mut CodeAssembler, rounds: i32) -> Result<(), IcedError> {
+    let mut top = a.create_label();
+    let mut spin = a.create_label();
+    a.mov(r8d, rounds as u32)?;
+    a.set_label(&mut top)?;
+    a.lock().inc(qword_ptr(rdi))?;
+    a.mov(eax, 1)?;
+    a.lock().xadd(qword_ptr(rdi + 8), rax)?;
+    a.set_label(&mut spin)?;
+    a.xor(eax, eax)?;
+    a.mov(ecx, 1)?;
+    a.lock().cmpxchg(dword_ptr(rdi + 16), ecx)?;
+    a.jne(spin)?;
+    a.inc(qword_ptr(rdi + 24))?;
+    a.mov(dword_ptr(rdi + 16), 0)?;
+    a.dec(r8d)?;
+    a.jne(top)
+}
+
 #[test]
 fn test_soft_two_cpus_on_two_threads_lose_no_locked_update() {
     const ROUNDS: i32 = 20_000;
-    // RDI: shared data. [rdi]: LOCK INC counter; [rdi+8]: XADD tickets; [rdi+16]: a
-    // spinlock taken with LOCK CMPXCHG; [rdi+24]: a plain INC it guards.
     let code = asm(|a| {
-        let mut top = a.create_label();
-        let mut spin = a.create_label();
-        a.mov(r8d, ROUNDS as u32)?;
-        a.set_label(&mut top)?;
-        a.lock().inc(qword_ptr(rdi))?;
-        a.mov(eax, 1)?;
-        a.lock().xadd(qword_ptr(rdi + 8), rax)?;
-        a.set_label(&mut spin)?;
-        a.xor(eax, eax)?;
-        a.mov(ecx, 1)?;
-        a.lock().cmpxchg(dword_ptr(rdi + 16), ecx)?;
-        a.jne(spin)?;
-        a.inc(qword_ptr(rdi + 24))?;
-        a.mov(dword_ptr(rdi + 16), 0)?;
-        a.dec(r8d)?;
-        a.jne(top)?;
+        contended_rounds(a, ROUNDS)?;
         a.int3()
     });
     let data: Arc<Vec<AtomicU8>> = Arc::new((0..64).map(|_| AtomicU8::new(0)).collect());
@@ -245,24 +250,7 @@ fn test_soft_two_cpus_on_two_threads_lose_no_locked_update() {
 fn test_translated_code_on_two_threads_loses_no_locked_update() {
     // Enough that both threads overlap for most of it (translated, this is quick).
     const ROUNDS: i32 = 200_000;
-    let code = oracle::asm(|a| {
-        let mut top = a.create_label();
-        let mut spin = a.create_label();
-        a.mov(r8d, ROUNDS as u32)?;
-        a.set_label(&mut top)?;
-        a.lock().inc(qword_ptr(rdi))?;
-        a.mov(eax, 1)?;
-        a.lock().xadd(qword_ptr(rdi + 8), rax)?;
-        a.set_label(&mut spin)?;
-        a.xor(eax, eax)?;
-        a.mov(ecx, 1)?;
-        a.lock().cmpxchg(dword_ptr(rdi + 16), ecx)?;
-        a.jne(spin)?;
-        a.inc(qword_ptr(rdi + 24))?;
-        a.mov(dword_ptr(rdi + 16), 0)?;
-        a.dec(r8d)?;
-        a.jne(top)
-    });
+    let code = oracle::asm(|a| contended_rounds(a, ROUNDS));
     let mut machine = oracle::SystemSoft::new(&code, DATA, 64);
     let end = machine.end();
     let start = std::sync::Barrier::new(2);

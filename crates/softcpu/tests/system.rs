@@ -757,3 +757,33 @@ fn test_translated_divide_errors_reach_the_guest() {
         );
     }
 }
+
+/// A locked instruction on memory that is not RAM (here nothing: an open bus) completes:
+/// there is nothing to compare-exchange against, and retrying until a second read
+/// matches would hang the vCPU. Found by the fuzz target `softcpu_translate`.
+#[test]
+fn test_locked_instruction_beyond_ram_completes() {
+    let (mut cpu, mut ram) = machine();
+    const NOWHERE: u64 = 0x60000;
+    ram.set_u64(pte(NOWHERE), 0x8000_0000 | P | W); // 2 GiB: past the 4 MiB of RAM
+    ram.put(
+        KERNEL_CODE,
+        &asm(KERNEL_CODE, |a| {
+            // Each would change the value (all ones) it read.
+            a.lock().and(dword_ptr(NOWHERE), 0)?;
+            a.mov(eax, 1)?;
+            a.lock().xadd(qword_ptr(NOWHERE + 8), rax)?;
+            a.hlt()
+        }),
+    );
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let exit = run(&mut cpu, &mut ram, &mut NoInterrupts);
+        let _ = done.send((exit, cpu.state.reg(Gpr::Rax)));
+    });
+    let (exit, read) = result
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the locked instructions completed");
+    assert_eq!(exit, Exit::Halt);
+    assert_eq!(read, u64::MAX, "XADD read the open bus's all ones");
+}

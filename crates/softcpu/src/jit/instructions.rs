@@ -13,7 +13,7 @@ use super::forms::{
 use super::host_tlb::{ADDEND_OFFSET, READ_OFFSET, WRITE_OFFSET};
 use super::translate::{gpr, rip, segment_base, Translator};
 use super::JitCall;
-use crate::decoded::{Address, Decoded, Operand};
+use crate::decoded::{is_immediate, Address, Decoded, Operand};
 
 impl Translator {
     /// rsi = the linear address of `ea` (with the FS or GS base), without touching
@@ -169,14 +169,7 @@ impl Translator {
                     host.set_op_register(i, sized(h, r.size()).ok_or(Unsupported)?);
                 }
                 OpKind::Memory => memory = Some(i),
-                OpKind::Immediate8
-                | OpKind::Immediate16
-                | OpKind::Immediate32
-                | OpKind::Immediate64
-                | OpKind::Immediate8to16
-                | OpKind::Immediate8to32
-                | OpKind::Immediate8to64
-                | OpKind::Immediate32to64 => {}
+                kind if is_immediate(kind) => {}
                 _ => return Err(Unsupported),
             }
         }

@@ -13,7 +13,10 @@ pub trait PhysicalMemory {
     fn read(&mut self, addr: u64, buf: &mut [u8]);
     /// Writes `buf` at guest-physical `addr`.
     fn write(&mut self, addr: u64, buf: &[u8]);
-    /// As [`Memory::compare_exchange`], at a guest-physical address.
+    /// As [`Memory::compare_exchange`], at a guest-physical address. RAM compares and
+    /// stores atomically; anything else (a device, nothing) has no atomics and must
+    /// store and return true: the locked instruction already made its one read, and a
+    /// second read that differs would make it retry forever.
     fn compare_exchange(&mut self, addr: u64, len: usize, old: u128, new: u128) -> bool {
         let mut buf = [0u8; 16];
         self.read(addr, &mut buf[..len]);

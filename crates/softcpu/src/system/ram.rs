@@ -248,9 +248,14 @@ impl PhysicalMemory for GuestRam {
                 }
                 stored
             }
-            // Past the end of RAM (nothing there to compare with), or 16 misaligned
-            // bytes, which CMPXCHG16B refuses with #GP before it gets here.
-            _ => false,
+            // Past the end of RAM, where nothing holds a value to compare with (the
+            // write is ignored), or 16 misaligned bytes, which CMPXCHG16B refuses with
+            // #GP before it gets here. Stored, as far as there is anything to store
+            // to: refusing would make the locked instruction retry forever.
+            _ => {
+                self.write(addr, &new.to_le_bytes()[..len]);
+                true
+            }
         }
     }
 
@@ -319,7 +324,13 @@ mod tests {
         let mut buf = [0u8; 4];
         ram.read(0x2ffe, &mut buf);
         assert_eq!(buf, [0, 0, 0xff, 0xff], "past the end reads as all ones");
-        assert!(!ram.compare_exchange(0x2ffc, 8, 0, 1), "straddling the end");
+        // Straddling the end: no atomics there; the part in RAM is stored.
+        assert!(ram.compare_exchange(0x2ffc, 8, 0, 0x0102_0304_0000_0708));
+        assert_eq!(ram.load(0x2ffc, 4), 0x0708);
+        assert!(
+            ram.compare_exchange(0x5000, 8, 0, 1),
+            "past the end: stored to nothing"
+        );
         let v3 = ram.code_version(0x1000).unwrap();
         other.store(0x1003, 4, 0xdead_beef);
         assert_eq!(ram.load(0x1003, 4), 0xdead_beef);

@@ -59,6 +59,32 @@ impl Default for Regs {
     }
 }
 
+impl Regs {
+    /// A 64-bit CPU state at `rip` with these registers.
+    pub fn state(&self, rip: u64) -> CpuState {
+        let mut state = CpuState::long_mode(rip);
+        state.gpr = self.gpr;
+        state.rflags = self.rflags;
+        state.xmm = xmm_u128(&self.xmm);
+        state.mxcsr = self.mxcsr as u32;
+        state.x87 = X87State::restore(&self.fx.0, true);
+        state
+    }
+
+    /// The registers of `state`.
+    pub fn of(state: &CpuState) -> Self {
+        let mut fx = Fx([0; 512]);
+        state.x87.save(&mut fx.0, true);
+        Self {
+            gpr: state.gpr,
+            rflags: state.rflags,
+            xmm: state.xmm.map(|x| [x as u64, (x >> 64) as u64]),
+            mxcsr: u64::from(state.mxcsr),
+            fx,
+        }
+    }
+}
+
 /// Offset of `fx` in [`Regs`] (16-byte aligned).
 const FX_OFFSET: i32 = MXCSR_OFFSET + 8;
 
@@ -214,13 +240,7 @@ impl Soft {
     /// Runs the code from `regs` with `data` in the buffer; returns registers and buffer.
     pub fn run(&mut self, regs: &Regs, data: &[u8]) -> (Regs, Vec<u8>) {
         self.mem.write(self.data_addr, data).unwrap();
-        let mut state = CpuState::long_mode(CODE_ADDR);
-        state.gpr = regs.gpr;
-        state.rflags = regs.rflags;
-        state.xmm = xmm_u128(&regs.xmm);
-        state.mxcsr = regs.mxcsr as u32;
-        state.x87 = X87State::restore(&regs.fx.0, true);
-        self.cpu.state = state;
+        self.cpu.state = regs.state(CODE_ADDR);
         let mut steps = 0;
         while self.cpu.state.rip != self.end {
             let rip = self.cpu.state.rip;
@@ -234,17 +254,7 @@ impl Soft {
         self.mem
             .read(self.data_addr, &mut out, gasang_softcpu::Access::Read)
             .unwrap();
-        let xmm = self.cpu.state.xmm.map(|x| [x as u64, (x >> 64) as u64]);
-        let mut fx = Fx([0; 512]);
-        self.cpu.state.x87.save(&mut fx.0, true);
-        let regs = Regs {
-            gpr: self.cpu.state.gpr,
-            rflags: self.cpu.state.rflags,
-            xmm,
-            mxcsr: u64::from(self.cpu.state.mxcsr),
-            fx,
-        };
-        (regs, out)
+        (Regs::of(&self.cpu.state), out)
     }
 }
 

@@ -7,9 +7,9 @@ use gasang_softcpu::system::deliver::NoInterrupts;
 use gasang_softcpu::system::paging::PhysicalMemory;
 use gasang_softcpu::system::ram::GuestRam;
 use gasang_softcpu::system::SystemState;
-use gasang_softcpu::{Cpu, CpuState, Exit, X87State};
+use gasang_softcpu::{Cpu, CpuState, Exit};
 
-use super::{xmm_u128, Fx, Regs, CODE_ADDR};
+use super::{Regs, CODE_ADDR};
 
 /// Guest RAM pages, page-aligned.
 #[derive(Clone)]
@@ -74,13 +74,8 @@ impl SystemSoft {
 
     /// A kernel-mode CPU state at the code with `regs`.
     pub fn start(regs: &Regs) -> CpuState {
-        let mut state = CpuState::long_mode(CODE_ADDR);
+        let mut state = regs.state(CODE_ADDR);
         state.sys = SystemState::long_mode_kernel(PML4);
-        state.gpr = regs.gpr;
-        state.rflags = regs.rflags;
-        state.xmm = xmm_u128(&regs.xmm);
-        state.mxcsr = regs.mxcsr as u32;
-        state.x87 = X87State::restore(&regs.fx.0, true);
         state
     }
 
@@ -111,17 +106,7 @@ impl SystemSoft {
         run_to_end(&mut cpu, &mut ram, self.end, 100_000);
         self.cpu = cpu;
         let out = self.data(data.len());
-        let xmm = self.cpu.state.xmm.map(|x| [x as u64, (x >> 64) as u64]);
-        let mut fx = Fx([0; 512]);
-        self.cpu.state.x87.save(&mut fx.0, true);
-        let regs = Regs {
-            gpr: self.cpu.state.gpr,
-            rflags: self.cpu.state.rflags,
-            xmm,
-            mxcsr: u64::from(self.cpu.state.mxcsr),
-            fx,
-        };
-        (regs, out)
+        (Regs::of(&self.cpu.state), out)
     }
 }
 
