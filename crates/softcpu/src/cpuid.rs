@@ -6,7 +6,7 @@ use crate::system::paging::PHYS_BITS;
 /// The vendor string (EBX, EDX, ECX of leaf 0).
 const VENDOR: &[u8; 12] = b"GasangSoftCP";
 /// The brand string (leaves 0x8000_0002..4).
-const BRAND: &[u8; 48] = b"gasang software CPU (x86-64 interpreter)\0\0\0\0\0\0\0\0";
+const BRAND: &[u8; 48] = b"gasang software CPU (x86-64)\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 
 /// Leaf 1 EDX: the x86-64 baseline FPU (0), TSC (4), CX8 (8), CMOV (15), MMX (23),
 /// FXSR (24), SSE (25), SSE2 (26); and the system features the kernel requires, all

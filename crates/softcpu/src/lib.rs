@@ -1,5 +1,6 @@
-//! gasang's software CPU: an x86-64 interpreter in Rust, for hosts whose hardware
-//! virtualization cannot run guest kernel code.
+//! gasang's software CPU: an x86-64 interpreter in Rust, with a translator that turns
+//! hot blocks into host code (`jit`), for hosts whose hardware virtualization cannot
+//! run guest kernel code.
 //!
 //! - [`CpuState`] holds the architectural registers.
 //! - [`Memory`] is the CPU's view of memory at linear addresses: a flat process image for
@@ -7,7 +8,8 @@
 //! - [`Cpu::step`] decodes one instruction with iced-x86 and executes it; an instruction
 //!   gasang does not implement raises #UD in the guest, as hardware does.
 //!
-//! No KVM here: this crate depends on nothing but the decoder.
+//! No KVM here: this crate depends on nothing but iced-x86 (decoder and assembler) and
+//! libc (the translator's executable mapping).
 
 pub mod atomic;
 mod block;
