@@ -136,8 +136,8 @@ fn program_outputs(console: &str) -> Vec<String> {
 /// Debian's kernel to a shell: commands typed into the console run, `nproc`,
 /// `/proc/meminfo`, `date` and the clocksource are right, two CPU-bound static glibc
 /// programs (a compression round trip; printf of floats, on the x87 and SSE state the
-/// guest kernel switches) print exactly what they print natively, and `poweroff -f`
-/// exits 0.
+/// guest kernel switches) print exactly what they print natively, the kernel reports
+/// no failed self-test or warning, and `poweroff -f` exits 0.
 #[test]
 fn test_debian_kernel_boots_to_a_shell_on_the_software_cpu() {
     let programs = ["libc_compress", "libc_float"].map(common::libc_program);
@@ -192,6 +192,11 @@ fn test_debian_kernel_boots_to_a_shell_on_the_software_cpu() {
         "the paravirtual clock"
     );
     assert!(console.contains("Hypervisor detected: KVM"));
+    // The kernel checks itself on the way: its crypto self-tests (most of the boot's
+    // arithmetic, run as translated code) and its own consistency checks.
+    for bad in ["failed (rc=", "WARNING:", "BUG:", "Oops"] {
+        assert!(!console.contains(bad), "'{bad}' on the console:\n{console}");
+    }
     assert_eq!(status, Some(0), "poweroff -f: {stderr}");
 }
 
