@@ -80,15 +80,21 @@ impl VcpuSignals {
         self.notify();
     }
 
-    /// Sleeps until kicked, INIT or start-up IPI, until an interrupt is requested
-    /// (when `interruptible`) or an NMI (when `nmi`), or for at most `timeout`.
+    /// Whether an interrupt the CPU would take is pending: a maskable one if
+    /// `interruptible`, an NMI if `nmi` (not blocked).
+    pub fn interrupt_pending(&self, interruptible: bool, nmi: bool) -> bool {
+        (interruptible && self.attention.load(Ordering::SeqCst))
+            || (nmi && self.nmi.load(Ordering::SeqCst))
+    }
+
+    /// Sleeps until kicked, INIT or start-up IPI, until an interrupt is pending (see
+    /// [`VcpuSignals::interrupt_pending`]), or for at most `timeout`.
     pub fn sleep(&self, interruptible: bool, nmi: bool, timeout: Option<Duration>) {
         let woken = || {
             self.kicked.load(Ordering::SeqCst)
                 || self.init.load(Ordering::SeqCst)
                 || self.sipi.load(Ordering::SeqCst) != 0
-                || (nmi && self.nmi.load(Ordering::SeqCst))
-                || (interruptible && self.attention.load(Ordering::SeqCst))
+                || self.interrupt_pending(interruptible, nmi)
         };
         let guard = lock(&self.sleep);
         if woken() {

@@ -163,9 +163,7 @@ impl SoftVcpu {
         let timeout = self.tick();
         let nmi = !self.cpu.state.sys.nmi_blocked;
         let signals = self.signals();
-        if (interruptible && signals.attention.load(Ordering::SeqCst))
-            || (nmi && signals.nmi.load(Ordering::SeqCst))
-        {
+        if signals.interrupt_pending(interruptible, nmi) {
             self.run_state = RunState::Running;
             return;
         }

@@ -36,11 +36,8 @@ pub struct Cpu {
     pub(crate) tlb: crate::system::paging::Tlb,
     /// Where the last instruction started (a trap whose delivery faults restarts it).
     pub(crate) instruction_start: u64,
-    /// Translates hot blocks to host code in system mode.
+    /// Translates hot blocks to host code, on memories that keep a host TLB.
     jit: crate::jit::JitSlot,
-    /// Whether hot blocks are translated (on by default; off, everything is
-    /// interpreted, as `user-run` always is).
-    pub translate: bool,
 }
 
 impl Default for Cpu {
@@ -71,7 +68,6 @@ impl Cpu {
             tlb: Default::default(),
             instruction_start: 0,
             jit: Default::default(),
-            translate: true,
         }
     }
 
@@ -146,7 +142,7 @@ impl Cpu {
             };
             let budget = limit - executed;
             let fits = block.instructions.len() as u64 <= budget;
-            if self.translate && !std::mem::take(&mut interpret_next) && fits {
+            if !std::mem::take(&mut interpret_next) && fits {
                 let translated = self.jit.get().and_then(|jit| {
                     let block = (&block.instructions[..], &block.jit);
                     jit.run(block, &mut self.state, mem, (budget, generation), wake)

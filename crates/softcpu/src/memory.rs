@@ -112,7 +112,8 @@ pub trait Memory {
     }
 
     /// The host TLB translated code uses at the current privilege, if this memory keeps
-    /// one (the linear memory of system mode does). `None`: no translated code runs.
+    /// one (system mode's linear memory and `user-run`'s process memory do). `None`: no
+    /// translated code runs.
     fn host_tlb(&mut self) -> Option<*mut crate::HostTlb> {
         None
     }

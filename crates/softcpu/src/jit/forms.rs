@@ -3,7 +3,7 @@
 use iced_x86::code_asm::*;
 use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 
-use crate::decoded::{Address, Decoded};
+use crate::decoded::{Address, Decoded, Operand};
 
 /// Guest register numbers that live in their own host register.
 const IDENTITY: [u8; 5] = [0, 1, 2, 3, 5];
@@ -107,7 +107,7 @@ pub(super) fn check_address(ea: &Address, with_segment: bool) -> Step {
 /// The register a 64-bit PUSH or POP names.
 pub(super) fn push_pop_register(d: &Decoded) -> Result<u8, Stop> {
     match d.operands[0] {
-        crate::decoded::Operand::Gpr {
+        Operand::Gpr {
             index, bits: 64, ..
         } => Ok(index),
         _ => Err(Unsupported),
@@ -119,8 +119,7 @@ pub(super) fn implicit_registers(m: Mnemonic, operands: u32) -> &'static [u8] {
     use Mnemonic::*;
     match m {
         Mul | Imul if operands == 1 => &[0, 2],
-        Div | Idiv => &[0, 2],
-        Cwd | Cdq | Cqo => &[0, 2],
+        Div | Idiv | Cwd | Cdq | Cqo => &[0, 2],
         Cbw | Cwde | Cdqe | Cmpxchg | Lahf | Sahf => &[0],
         _ => &[],
     }
@@ -136,8 +135,8 @@ pub(super) fn writes_memory(ins: &Instruction, i: u32) -> bool {
 }
 
 /// Integer instructions whose host execution is the guest's: no faults on the host
-/// (no division), no state outside GPRs, memory and arithmetic flags, nothing this
-/// CPU does not advertise.
+/// (DIV and IDIV only behind `Translator::divide_guard`), no state outside GPRs,
+/// memory and arithmetic flags, nothing this CPU does not advertise.
 pub(super) fn runs_as_itself(ins: &Instruction) -> bool {
     use Mnemonic::*;
     if ins.encoding() != iced_x86::EncodingKind::Legacy
@@ -236,15 +235,14 @@ pub(super) fn runs_as_itself(ins: &Instruction) -> bool {
             | Cmc
             | Div
             | Idiv
-    ) && (!matches!(ins.mnemonic(), Div | Idiv) || divides_32_or_64(ins))
+    ) && (!matches!(ins.mnemonic(), Div | Idiv) || matches!(first_operand_bytes(ins), 4 | 8))
 }
 
-/// Whether a DIV or IDIV divides by 32 or 64 bits (the forms with a guard; see
-/// `Translator::divide_guard`).
-fn divides_32_or_64(ins: &Instruction) -> bool {
-    let bytes = match ins.op0_kind() {
+/// The width in bytes of `ins`'s first operand, a register or memory (DIV's divisor:
+/// the guard handles 32 and 64 bits).
+pub(super) fn first_operand_bytes(ins: &Instruction) -> usize {
+    match ins.op0_kind() {
         OpKind::Register => ins.op0_register().size(),
         _ => ins.memory_size().size(),
-    };
-    matches!(bytes, 4 | 8)
+    }
 }

@@ -7,8 +7,8 @@ use iced_x86::code_asm::*;
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
 use super::forms::{
-    check_address, encodable, host32, host64, implicit_registers, runs_as_itself, sized,
-    writes_memory, Mapping, Step, Unsupported,
+    check_address, encodable, first_operand_bytes, host32, host64, implicit_registers,
+    runs_as_itself, sized, writes_memory, Mapping, Step, Unsupported,
 };
 use super::host_tlb::{ADDEND_OFFSET, READ_OFFSET, WRITE_OFFSET};
 use super::translate::{gpr, rip, segment_base, Translator};
@@ -17,7 +17,7 @@ use crate::decoded::{is_immediate, Address, Decoded, Operand};
 
 impl Translator {
     /// rsi = the linear address of `ea` (with the FS or GS base), without touching
-    /// flags.
+    /// flags. Unsupported (before emitting anything) if `ea` cannot be formed so.
     pub(super) fn address(&mut self, ea: &Address, with_segment: bool) -> Step {
         check_address(ea, with_segment)?;
         let a = &mut self.a;
@@ -127,14 +127,12 @@ impl Translator {
 
     /// LEA into a 32- or 64-bit register.
     pub(super) fn lea(&mut self, d: &Decoded) -> Step {
-        let (Some(ea), crate::decoded::Operand::Gpr { index, bits, .. }) = (d.ea, d.operands[0])
-        else {
+        let (Some(ea), Operand::Gpr { index, bits, .. }) = (d.ea, d.operands[0]) else {
             return Err(Unsupported);
         };
         if !matches!(bits, 32 | 64) {
             return Err(Unsupported);
         }
-        check_address(&ea, false)?;
         self.address(&ea, false)?;
         if bits == 32 {
             self.a.mov(esi, esi)?;
@@ -159,14 +157,13 @@ impl Translator {
                     if !r.is_gpr() {
                         return Err(Unsupported);
                     }
-                    if matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) {
-                        map.host(r.full_register().number() as u8)
-                            .ok_or(Unsupported)?;
-                        continue; // identity-mapped: stays as it is
+                    let h = map
+                        .host(r.full_register().number() as u8)
+                        .ok_or(Unsupported)?;
+                    // AH..BH belong to identity-mapped registers: they stay as they are.
+                    if !matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) {
+                        host.set_op_register(i, sized(h, r.size()).ok_or(Unsupported)?);
                     }
-                    let g = r.full_register().number() as u8;
-                    let h = map.host(g).ok_or(Unsupported)?;
-                    host.set_op_register(i, sized(h, r.size()).ok_or(Unsupported)?);
                 }
                 OpKind::Memory => memory = Some(i),
                 kind if is_immediate(kind) => {}
@@ -189,7 +186,6 @@ impl Translator {
             host.set_memory_displ_size(0);
             host.set_segment_prefix(Register::None);
             encodable(&host)?;
-            check_address(&ea, true)?;
             self.address(&ea, true)?;
             self.host_address(len, writes_memory(ins, i), d, k)?;
         } else {
@@ -215,10 +211,7 @@ impl Translator {
     /// RDX is not RAX's sign extension, or the divisor is -1. The guest's flags are
     /// kept for the interpreter.
     pub(super) fn divide_guard(&mut self, host: &Instruction, d: &Decoded, k: usize) -> Step {
-        let wide = match host.op0_kind() {
-            OpKind::Register => host.op0_register().size() == 8,
-            _ => host.memory_size().size() == 8,
-        };
+        let wide = first_operand_bytes(host) == 8;
         let a = &mut self.a;
         let (mut ok, mut refuse) = (a.create_label(), a.create_label());
         a.lea(rsp, ptr(rsp - 8))?;
@@ -271,25 +264,21 @@ impl Translator {
     /// CALL or JMP through a 64-bit register or memory operand: to the block at the
     /// target (chained when it can be).
     pub(super) fn indirect(&mut self, d: &Decoded, k: usize, call: bool) -> Step {
-        let ea = match d.operands[0] {
-            Operand::Gpr { bits: 64, .. } => None,
-            Operand::Memory { bits: 64 } => {
-                let ea = d.ea.ok_or(Unsupported)?;
-                check_address(&ea, true)?;
-                Some(ea)
-            }
-            _ => return Err(Unsupported),
-        };
         // The target in rbx: no guest register lives there between instructions, and
         // the fill helper keeps it.
-        match (ea, d.operands[0]) {
-            (Some(ea), _) => {
+        match (d.operands[0], d.ea) {
+            (
+                Operand::Gpr {
+                    index, bits: 64, ..
+                },
+                _,
+            ) => self.a.mov(rbx, gpr(index))?,
+            (Operand::Memory { bits: 64 }, Some(ea)) => {
                 self.address(&ea, true)?;
                 self.host_address(8, false, d, k)?;
                 self.a.mov(rbx, qword_ptr(rsi))?;
             }
-            (None, Operand::Gpr { index, .. }) => self.a.mov(rbx, gpr(index))?,
-            (None, _) => return Err(Unsupported),
+            _ => return Err(Unsupported),
         }
         if call {
             let next = d.ins.next_ip();

@@ -127,8 +127,7 @@ pub(crate) struct Jit {
     jumps: Jumps,
 }
 
-/// A CPU's translator, made when system mode first runs (`user-run` has no host TLB
-/// and never translates).
+/// A CPU's translator, made when a block first asks to be translated.
 #[derive(Debug, Default)]
 pub(crate) struct JitSlot {
     jit: Option<Jit>,

@@ -377,6 +377,17 @@ impl Linear<'_> {
         Ok(self.walk(addr, access)?.frame | (addr & 0xfff))
     }
 
+    /// The host TLB of the current privilege, with paging on (translated code runs only
+    /// then), its write entries dropped first if a page became code since.
+    fn host_table(&mut self) -> Option<&mut crate::HostTlb> {
+        if !self.mode.paging {
+            return None;
+        }
+        let marks = self.phys.code_marks();
+        let host = self.tlb.host.as_deref_mut()?;
+        Some(host.current(self.mode.user, marks))
+    }
+
     /// Splits `[addr, addr + len)` at a page boundary and translates both parts first,
     /// so that a fault on the second page changes nothing.
     fn pieces(
@@ -477,12 +488,7 @@ impl Memory for Linear<'_> {
     }
 
     fn host_tlb(&mut self) -> Option<*mut crate::HostTlb> {
-        if !self.mode.paging {
-            return None;
-        }
-        let marks = self.phys.code_marks();
-        let host = self.tlb.host.as_deref_mut()?;
-        Some(host.current(self.mode.user, marks))
+        self.host_table().map(|table| table as *mut _)
     }
 
     fn host_fill(&mut self, addr: u64, len: usize, write: bool) -> Option<u64> {
@@ -492,10 +498,7 @@ impl Memory for Linear<'_> {
         let access = if write { Access::Write } else { Access::Read };
         let phys = self.translate(addr, access).ok()?;
         let page = self.phys.host_page(phys & !0xfff, write)?;
-        let marks = self.phys.code_marks();
-        let host = self.tlb.host.as_deref_mut()?;
-        host.current(self.mode.user, marks)
-            .fill(addr >> 12, page, write);
+        self.host_table()?.fill(addr >> 12, page, write);
         Some(page + (addr & 0xfff))
     }
 
