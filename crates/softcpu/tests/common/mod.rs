@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 #![allow(dead_code)] // each test file uses what it needs
 
+pub mod machine;
+
 use gasang_softcpu::system::paging::PhysicalMemory;
 use gasang_softcpu::system::ram::GuestRam;
 
