@@ -7,17 +7,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-fn asset(name: &str) -> PathBuf {
-    let path = common::root().join("assets/cache").join(name);
-    assert!(path.exists(), "{name}: run scripts/fetch-assets.sh first");
-    path
-}
+use common::guest::{asset, value, Guest};
 
 /// The asset initramfs with `programs` appended under /bin (Linux unpacks
 /// concatenated archives in order), written to a file of its own.
@@ -43,82 +36,6 @@ fn initrd_with(programs: &[PathBuf], name: &str) -> PathBuf {
     let path = dir.join("initrd.img");
     std::fs::write(&path, image).unwrap();
     path
-}
-
-/// A guest on the software CPU with the console on pipes, read by a thread.
-struct Guest {
-    child: Child,
-    stdin: ChildStdin,
-    console: Arc<Mutex<String>>,
-}
-
-impl Guest {
-    fn boot(extra: &[&str]) -> Self {
-        Self::boot_with(&asset("initrd.img"), extra)
-    }
-
-    fn boot_with(initrd: &std::path::Path, extra: &[&str]) -> Self {
-        let mut child = common::gasang()
-            .args(["run", "--accel", "soft", "--memory", "256M", "--kernel"])
-            .arg(asset("vmlinuz"))
-            .arg("--initrd")
-            .arg(initrd)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let console = common::console_reader(child.stdout.take().unwrap());
-        Self {
-            child,
-            stdin,
-            console,
-        }
-    }
-
-    /// Waits (up to 3 minutes: a debug build on a shared host) until `marker` has
-    /// appeared `times` times on the console; returns the console so far.
-    fn wait_for(&mut self, marker: &str, times: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let seen = self.console.lock().unwrap().clone();
-            if seen.matches(marker).count() >= times {
-                return seen;
-            }
-            if Instant::now() > deadline || self.child.try_wait().unwrap().is_some() {
-                let _ = self.child.kill();
-                panic!("no {times}x '{marker}' on the console:\n{seen}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn type_line(&mut self, line: &str) {
-        self.stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .unwrap();
-    }
-
-    /// Waits for gasang to exit: its status and stderr.
-    fn exit(self) -> (Option<i32>, String) {
-        let out = self.child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into(),
-        )
-    }
-}
-
-/// The value after `key=` in the guest's output (not in the echoed command).
-fn value<'a>(console: &'a str, key: &str) -> &'a str {
-    let prefix = format!("{key}=");
-    console
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix(&prefix))
-        .find(|v| !v.starts_with('$'))
-        .unwrap_or_else(|| panic!("no {key}= in:\n{console}"))
 }
 
 /// What each program printed between the guest's `BEGIN-1` and `END-1` lines (the
@@ -256,7 +173,7 @@ fn test_kernel_panic_reboots_the_machine_on_the_software_cpu() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     for line in [
         "Linux version 6.1",
-        "CPU: vendor_id 'GasangSoftCP' unknown",
+        "smpboot: CPU0: Intel gasang software CPU (x86-64) (family: 0x6, model: 0x3a, stepping: 0x9)",
         "TSC deadline timer available",
         "BIOS-e820: [mem 0x0000000100000000-0x000000013fffffff] usable",
         "K/4193912K available",

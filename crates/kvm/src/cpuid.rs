@@ -10,11 +10,6 @@ use kvm_bindings::{kvm_cpuid_entry2, CpuId, KVM_CPUID_FLAG_SIGNIFCANT_INDEX};
 
 /// ECX bit 31 of leaf 1: "running under a hypervisor".
 const HYPERVISOR_BIT: u32 = 1 << 31;
-/// EDX bit 28 of leaf 1: more than one logical processor per package.
-const HTT_BIT: u32 = 1 << 28;
-/// Leaf 0xB/0x1F level types.
-const LEVEL_SMT: u32 = 1;
-const LEVEL_CORE: u32 = 2;
 /// The highest basic leaf gasang reports, so that 0x1F (V2 topology) exists.
 const MAX_BASIC_LEAF: u32 = 0x1f;
 
@@ -29,7 +24,6 @@ pub fn vcpu_cpuid(
     topology: CpuTopology,
     index: u32,
 ) -> Result<CpuId, CpuidFull> {
-    let apic_id = topology.apic_id(index);
     let mut entries: Vec<kvm_cpuid_entry2> = supported
         .as_slice()
         .iter()
@@ -37,69 +31,46 @@ pub fn vcpu_cpuid(
         .copied()
         .collect();
     for entry in &mut entries {
-        patch_entry(entry, topology, apic_id);
+        patch_entry(entry, topology, index);
     }
     for leaf in [0xb, 0x1f] {
-        entries.extend(topology_leaf(leaf, topology, apic_id));
+        entries.extend(topology_leaf(leaf, topology, index));
     }
     CpuId::from_entries(&entries).map_err(|_| CpuidFull)
 }
 
-fn patch_entry(entry: &mut kvm_cpuid_entry2, topology: CpuTopology, apic_id: u32) {
-    let vcpus = topology.vcpus();
-    let ids_per_package = 1u32 << topology.core_bits();
+fn patch_entry(entry: &mut kvm_cpuid_entry2, topology: CpuTopology, index: u32) {
+    let regs = [entry.eax, entry.ebx, entry.ecx, entry.edx];
+    [entry.eax, entry.ebx, entry.ecx, entry.edx] =
+        topology.cpuid(index, entry.function, entry.index, regs);
     match entry.function {
         0 => entry.eax = entry.eax.max(MAX_BASIC_LEAF),
-        1 => {
-            entry.ebx = (entry.ebx & 0xffff) | (ids_per_package.min(255) << 16) | (apic_id << 24);
-            entry.ecx |= HYPERVISOR_BIT;
-            if vcpus > 1 {
-                entry.edx |= HTT_BIT;
-            } else {
-                entry.edx &= !HTT_BIT;
-            }
-        }
-        4 => {
-            // Cores per package - 1 in EAX[31:26]; caches above L2 are shared by all cores.
-            let cache_level = (entry.eax >> 5) & 7;
-            let sharing = if cache_level >= 3 {
-                ids_per_package - 1
-            } else {
-                0
-            };
-            entry.eax = (entry.eax & 0x3fff) | (sharing << 14) | ((ids_per_package - 1) << 26);
-        }
+        1 => entry.ecx |= HYPERVISOR_BIT,
         _ => {}
     }
 }
 
 /// Sub-leaves of 0xB or 0x1F: SMT level (1 thread per core), core level, then the end.
-fn topology_leaf(function: u32, topology: CpuTopology, apic_id: u32) -> [kvm_cpuid_entry2; 3] {
-    let entry = |index: u32, eax: u32, ebx: u32, ecx: u32| kvm_cpuid_entry2 {
-        function,
-        index,
-        flags: KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
-        eax,
-        ebx,
-        ecx,
-        edx: apic_id,
-        ..Default::default()
-    };
-    [
-        entry(0, 0, 1, LEVEL_SMT << 8),
-        entry(
-            1,
-            topology.core_bits(),
-            topology.vcpus(),
-            (LEVEL_CORE << 8) | 1,
-        ),
-        entry(2, 0, 0, 2),
-    ]
+fn topology_leaf(function: u32, topology: CpuTopology, index: u32) -> [kvm_cpuid_entry2; 3] {
+    [0, 1, 2].map(|sub| {
+        let [eax, ebx, ecx, edx] = topology.cpuid(index, function, sub, [0; 4]);
+        kvm_cpuid_entry2 {
+            function,
+            index: sub,
+            flags: KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+            eax,
+            ebx,
+            ecx,
+            edx,
+            ..Default::default()
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gasang_vcpu::topology::{HTT_BIT, LEVEL_CORE, LEVEL_SMT};
 
     fn supported() -> CpuId {
         let leaf = |function, eax, ebx, ecx, edx| kvm_cpuid_entry2 {

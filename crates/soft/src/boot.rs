@@ -52,7 +52,7 @@ pub fn cpu_state(boot: &BootCpuState) -> CpuState {
     sys.tr = segment(&boot.tss);
     sys.dr[6] = 0xffff_0ff0;
     sys.dr[7] = 0x400;
-    sys.msr.pat = gasang_softcpu::system::PAT_RESET;
+    sys.msr = gasang_softcpu::system::Msrs::reset();
     st.long_mode = boot.code.l && boot.efer & efer::LMA != 0;
     st
 }

@@ -244,7 +244,7 @@ impl PhysicalMemory for MachineBus<'_> {
         }
     }
 
-    fn cpuid(&mut self, leaf: u32, _sub: u32, [a, b, c, d]: [u32; 4]) -> [u32; 4] {
+    fn cpuid(&mut self, leaf: u32, sub: u32, [a, b, c, d]: [u32; 4]) -> [u32; 4] {
         let hz = clock::tsc_hz();
         let khz = u32::try_from(hz / 1000).unwrap_or(u32::MAX);
         match leaf {
@@ -266,15 +266,14 @@ impl PhysicalMemory for MachineBus<'_> {
             0x4000_0001 => [kvmclock::FEATURES, 0, 0, 0],
             // The hypervisor timing leaf: TSC and APIC timer rates in kHz.
             0x4000_0010 => [khz, khz, 0, 0],
-            // The initial APIC ID and the logical processor count; the APIC (EDX 9)
-            // and its TSC-deadline timer (ECX 24).
+            // The topology's APIC ID and counts; the APIC (EDX 9) and its TSC-deadline
+            // timer (ECX 24); ECX 31: a hypervisor is present (its leaves are
+            // 0x4000_0000 on).
             1 => {
-                let apic_id = self.topology.apic_id(self.index);
-                let count = self.topology.vcpus().min(255);
-                let b = (b & 0xffff) | (count << 16) | (apic_id << 24);
-                // ECX 31: a hypervisor is present (its leaves are 0x4000_0000 on).
+                let [a, b, c, d] = self.topology.cpuid(self.index, 1, 0, [a, b, c, d]);
                 [a, b, c | (1 << 24) | (1 << 31), d | (1 << 9)]
             }
+            4 | 0xb => self.topology.cpuid(self.index, leaf, sub, [a, b, c, d]),
             _ => [a, b, c, d],
         }
     }

@@ -10,7 +10,7 @@
 
 mod accel;
 mod state;
-mod topology;
+pub mod topology;
 
 pub use accel::{AccelError, AccelVm, Accelerator, IoHandler, Kick, Vcpu, VcpuError, VcpuExit};
 pub use state::{BootCpuState, Segment};

@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test binary uses a different subset
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
+pub mod guest;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -35,6 +37,21 @@ pub fn pvh_guest() -> &'static Path {
 pub fn linux64_guest() -> &'static Path {
     static GUEST: OnceLock<PathBuf> = OnceLock::new();
     GUEST.get_or_init(|| build_test_guest("guests-linux64", &["--features", "linux64"]))
+}
+
+/// The PVH guest in an ELF32 container (`objcopy -O elf32-i386`; its code is the
+/// same), as QEMU also boots PVH kernels; with `objcopy_args` added.
+pub fn elf32_guest(name: &str, objcopy_args: &[&str]) -> PathBuf {
+    let out = root().join("target/guests").join(name);
+    let status = Command::new("objcopy")
+        .args(["-O", "elf32-i386"])
+        .args(objcopy_args)
+        .arg(pvh_guest())
+        .arg(&out)
+        .status()
+        .expect("objcopy runs (binutils)");
+    assert!(status.success(), "objcopy -O elf32-i386");
+    out
 }
 
 fn build_test_guest(target_dir: &str, extra: &[&str]) -> PathBuf {

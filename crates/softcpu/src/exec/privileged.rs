@@ -352,6 +352,9 @@ fn read_msr(cx: &Exec<'_>, number: u32) -> Option<u64> {
         msr::SYSENTER_ESP => m.sysenter[1],
         msr::SYSENTER_EIP => m.sysenter[2],
         msr::MISC_ENABLE => m.misc_enable,
+        msr::PLATFORM_ID => 0,
+        // Revision 1, in the high half: no microcode was ever loaded or needed.
+        msr::UCODE_REV => 1 << 32,
         msr::ARCH_CAPABILITIES => crate::cpuid::ARCH_CAPABILITIES,
         msr::EFER => st.sys.efer,
         msr::STAR => m.star,
@@ -377,6 +380,8 @@ fn write_msr(cx: &mut Exec<'_>, number: u32, value: u64) -> Option<()> {
         msr::SYSENTER_ESP => m.sysenter[1] = address(value)?,
         msr::SYSENTER_EIP => m.sysenter[2] = address(value)?,
         msr::MISC_ENABLE => m.misc_enable = value,
+        // Writing 0 prepares the revision read; there is nothing to load.
+        msr::UCODE_REV => {}
         msr::STAR => m.star = value,
         msr::LSTAR => m.lstar = address(value)?,
         msr::CSTAR => m.cstar = address(value)?,

@@ -80,6 +80,11 @@ pub mod msr {
     pub const SYSENTER_EIP: u32 = 0x176;
     /// Miscellaneous enables.
     pub const MISC_ENABLE: u32 = 0x1a0;
+    /// IA32_PLATFORM_ID (read-only): the platform microcode matches; 0 here.
+    pub const PLATFORM_ID: u32 = 0x17;
+    /// IA32_BIOS_SIGN_ID: the microcode revision, read after writing 0 and running
+    /// CPUID (Linux does both, without an exception fixup, on every Intel CPU).
+    pub const UCODE_REV: u32 = 0x8b;
     /// IA32_ARCH_CAPABILITIES (read-only): which speculative-execution flaws the CPU
     /// does not have.
     pub const ARCH_CAPABILITIES: u32 = 0x10a;
@@ -139,6 +144,20 @@ pub struct Msrs {
 
 /// The PAT after reset.
 pub const PAT_RESET: u64 = 0x0007_0406_0007_0406;
+/// IA32_MISC_ENABLE after reset: fast strings on (0; Linux keeps REP MOVS/STOS for its
+/// page copies and clears only then), branch trace (11) and PEBS (12) unavailable.
+pub const MISC_ENABLE_RESET: u64 = 1 | (1 << 11) | (1 << 12);
+
+impl Msrs {
+    /// The MSRs after reset.
+    pub fn reset() -> Self {
+        Self {
+            pat: PAT_RESET,
+            misc_enable: MISC_ENABLE_RESET,
+            ..Self::default()
+        }
+    }
+}
 
 /// System registers of one CPU.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -185,10 +204,7 @@ impl SystemState {
             cr4: cr4::PAE | cr4::PGE | cr4::OSFXSR | cr4::OSXMMEXCPT,
             efer: efer::SCE | efer::LME | efer::LMA | efer::NXE,
             dr: [0, 0, 0, 0, 0xffff_0ff0, 0x400, 0xffff_0ff0, 0x400],
-            msr: Msrs {
-                pat: PAT_RESET,
-                ..Msrs::default()
-            },
+            msr: Msrs::reset(),
             ..Self::default()
         }
     }
@@ -199,10 +215,7 @@ impl SystemState {
             cpl: 0,
             cr0: cr0::PE | cr0::ET,
             dr: [0, 0, 0, 0, 0xffff_0ff0, 0x400, 0xffff_0ff0, 0x400],
-            msr: Msrs {
-                pat: PAT_RESET,
-                ..Msrs::default()
-            },
+            msr: Msrs::reset(),
             ..Self::default()
         }
     }
@@ -211,10 +224,7 @@ impl SystemState {
     pub fn user() -> Self {
         Self {
             cpl: 3,
-            msr: Msrs {
-                pat: PAT_RESET,
-                ..Msrs::default()
-            },
+            msr: Msrs::reset(),
             ..Self::default()
         }
     }

@@ -1,0 +1,104 @@
+//! A Linux guest on the software CPU, driven through its serial console on pipes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// An asset of scripts/fetch-assets.sh.
+pub fn asset(name: &str) -> PathBuf {
+    let path = super::root().join("assets/cache").join(name);
+    assert!(path.exists(), "{name}: run scripts/fetch-assets.sh first");
+    path
+}
+
+/// A guest on the software CPU with the console on pipes, read by a thread.
+pub struct Guest {
+    child: Child,
+    stdin: ChildStdin,
+    console: Arc<Mutex<String>>,
+}
+
+impl Guest {
+    /// Debian's kernel with the busybox initramfs and 256 MiB, and `extra` arguments.
+    pub fn boot(extra: &[&str]) -> Self {
+        Self::boot_with(&asset("initrd.img"), extra)
+    }
+
+    /// Debian's kernel with `initrd` and 256 MiB, and `extra` arguments.
+    pub fn boot_with(initrd: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["--memory", "256M"];
+        args.extend(extra);
+        Self::start(initrd, &args)
+    }
+
+    /// Debian's kernel on the software CPU with `initrd` and `args`.
+    pub fn start(initrd: &Path, args: &[&str]) -> Self {
+        let mut child = super::gasang()
+            .args(["run", "--accel", "soft", "--kernel"])
+            .arg(asset("vmlinuz"))
+            .arg("--initrd")
+            .arg(initrd)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let console = super::console_reader(child.stdout.take().unwrap());
+        Self {
+            child,
+            stdin,
+            console,
+        }
+    }
+
+    /// Waits (up to 3 minutes: a debug build on a shared host) until `marker` has
+    /// appeared `times` times on the console; returns the console so far.
+    pub fn wait_for(&mut self, marker: &str, times: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let seen = self.console.lock().unwrap().clone();
+            if seen.matches(marker).count() >= times {
+                return seen;
+            }
+            if Instant::now() > deadline || self.child.try_wait().unwrap().is_some() {
+                let _ = self.child.kill();
+                panic!("no {times}x '{marker}' on the console:\n{seen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn type_line(&mut self, line: &str) {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+    }
+
+    /// Everything the guest printed so far, and from then on.
+    pub fn console(&self) -> Arc<Mutex<String>> {
+        Arc::clone(&self.console)
+    }
+
+    /// Waits for gasang to exit: its status and stderr.
+    pub fn exit(self) -> (Option<i32>, String) {
+        let out = self.child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+}
+
+/// The value after `key=` in the guest's output (not in the echoed command).
+pub fn value<'a>(console: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key}=");
+    console
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(&prefix))
+        .find(|v| !v.starts_with('$'))
+        .unwrap_or_else(|| panic!("no {key}= in:\n{console}"))
+}
