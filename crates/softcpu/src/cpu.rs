@@ -236,8 +236,12 @@ impl Cpu {
         let mut bytes = [0u8; MAX_INSTRUCTION];
         let at = self.state.code_address(rip);
         // An instruction may end just before unmapped memory: fetch as much as is there.
+        // The first fault is the one to raise if the instruction needs the bytes past it:
+        // the paging unit's, with its address and error code (U/S, P, RSVD, I/D).
         let mut len = MAX_INSTRUCTION;
+        let mut first_fault = None;
         while let Err(fault) = mem.read(at, &mut bytes[..len], Access::Execute) {
+            first_fault.get_or_insert(fault);
             len -= 1;
             if len == 0 {
                 return Err(fault.into());
@@ -248,10 +252,9 @@ impl Cpu {
         let instruction = decoder.decode();
         if instruction.is_invalid() {
             // Either truly invalid, or cut short by unmapped memory.
-            return Err(if decoder.last_error() == DecoderError::NoMoreBytes {
-                MemoryFault::new(at + len as u64, Access::Execute).into()
-            } else {
-                Exception::InvalidOpcode
+            return Err(match first_fault {
+                Some(fault) if decoder.last_error() == DecoderError::NoMoreBytes => fault.into(),
+                _ => Exception::InvalidOpcode,
             });
         }
         Ok(instruction)

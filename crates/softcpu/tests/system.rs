@@ -80,21 +80,6 @@ fn test_paging_not_present_and_no_execute_faults() {
     assert_eq!(cpu.state.sys.cr2, DATA);
 }
 
-/// Kernel code that enters user mode at USER_CODE through IRETQ.
-fn enter_user(a: &mut CodeAssembler) -> Result<(), IcedError> {
-    for value in [
-        u64::from(USER_DS),
-        USER_STACK,
-        0x202,
-        u64::from(USER_CS),
-        USER_CODE,
-    ] {
-        a.mov(rax, value)?;
-        a.push(rax)?;
-    }
-    a.iretq()
-}
-
 #[test]
 fn test_user_mode_supervisor_page_faults_on_the_kernel_stack() {
     let (mut cpu, mut ram) = machine();

@@ -155,3 +155,18 @@ pub fn run_blocks(cpu: &mut Cpu, ram: &mut Ram) -> Exit {
     let (_, exit) = cpu.run_system(ram, &mut NoInterrupts, 10_000);
     exit.unwrap_or_else(|| panic!("no HLT at RIP {:#x}", cpu.state.rip))
 }
+
+/// Kernel code that enters user mode at USER_CODE through IRETQ (interrupts on).
+pub fn enter_user(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    for value in [
+        u64::from(USER_DS),
+        USER_STACK,
+        0x202,
+        u64::from(USER_CS),
+        USER_CODE,
+    ] {
+        a.mov(rax, value)?;
+        a.push(rax)?;
+    }
+    a.iretq()
+}
