@@ -10,7 +10,9 @@
 mod oracle;
 
 use iced_x86::code_asm::*;
-use oracle::{asm, run_all, Emit};
+use oracle::{
+    aligned, asm, check_images, run_all, Emit, Host, Image, Native, Regs, Soft, ALL, DATA_LEN,
+};
 
 #[test]
 fn test_diff_x87_memory_arithmetic() {
@@ -157,12 +159,8 @@ fn test_diff_x87_control_and_environment() {
             ("fldcw", |a| a.fldcw(word_ptr(rsi))),
             ("fnclex", |a| a.fnclex()),
             ("fninit", |a| a.fninit()),
-            ("fnstenv", |a| a.fnstenv(ptr(rsi + 8))),
             ("fldenv", |a| a.fldenv(ptr(rsi + 8))),
-            ("fnsave", |a| a.fnsave(ptr(rsi + 4))),
             ("frstor", |a| a.frstor(ptr(rsi + 4))),
-            ("fxsave64", |a| a.fxsave64(ptr(rsi))),
-            ("fxsave", |a| a.fxsave(ptr(rsi + 0x80))),
             ("fxrstor64", |a| {
                 a.mov(dword_ptr(rsi + 24), 0x1f80)?;
                 a.fxrstor64(ptr(rsi))
@@ -174,6 +172,63 @@ fn test_diff_x87_control_and_environment() {
         ],
         2500,
     );
+}
+
+/// The stored images: the error-pointer fields and MXCSR_MASK are where vendors
+/// differ, normalised on hosts that differ from gasang's model (`oracle::vendor`).
+const IMAGES: [(&str, Emit, usize, Image); 4] = [
+    (
+        "fnstenv",
+        |a| a.fnstenv(ptr(rsi + 8)),
+        8,
+        Image::Environment,
+    ),
+    ("fnsave", |a| a.fnsave(ptr(rsi + 4)), 4, Image::Environment),
+    ("fxsave64", |a| a.fxsave64(ptr(rsi)), 0, Image::Fxsave64),
+    ("fxsave", |a| a.fxsave(ptr(rsi + 0x80)), 0x80, Image::Fxsave),
+];
+
+#[test]
+fn test_diff_x87_stored_environments_and_fxsave_images() {
+    for (i, (name, op, offset, image)) in IMAGES.into_iter().enumerate() {
+        let code = aligned(op);
+        check_images(name, &code, 2550 + i as u64, |_| ALL, &[(offset, image)]);
+    }
+}
+
+/// A difference planted in a real image is caught after normalisation: the same FXSAVE
+/// and FNSTENV run natively and in software from one state, normalised, compare equal;
+/// one bit changed in a field no vendor normalisation touches (FSW, MXCSR_MASK's DAZ
+/// bit) or, on hosts that save it as gasang's model does, in FIP, makes them differ.
+#[test]
+fn test_diff_x87_planted_image_difference_is_caught() {
+    let host = Host::this();
+    for (name, op, offset, image) in [IMAGES[0], IMAGES[2]] {
+        let code = aligned(op);
+        let mut data = vec![0u8; DATA_LEN];
+        let mut regs = Regs::default();
+        regs.gpr[6] = data.as_ptr() as u64;
+        let (_, soft) = Soft::new(&code, data.as_ptr() as u64, DATA_LEN).run(&regs, &data);
+        Native::new(&code).run(&mut regs);
+        let at = ((data.as_ptr() as usize + 0x40) & !15) - data.as_ptr() as usize + offset;
+        host.normalise(&mut data, &soft, at, image);
+        assert_eq!(data, soft, "{name}: the same image");
+        let fsw = if image == Image::Environment { 4 } else { 2 };
+        let mut fields = vec![
+            (fsw, 0x01),
+            (if image == Image::Environment { 8 } else { 28 }, 0x40),
+        ];
+        if host.saves_pointers() {
+            fields.push((if image == Image::Environment { 12 } else { 8 }, 0x10));
+        }
+        for (field, bit) in fields {
+            let mut planted = soft.clone();
+            planted[at + field] ^= bit;
+            let mut native = data.clone();
+            host.normalise(&mut native, &planted, at, image);
+            assert_ne!(native, planted, "{name}: byte {field} bit {bit:#x} planted");
+        }
+    }
 }
 
 /// Every MMX instruction, and the SSE2 ones that complete the set.

@@ -197,6 +197,38 @@ fn image(x87: &X87State) -> FxImage {
     image
 }
 
+/// Writes the guest's control and status words and error pointers into a 28-byte
+/// protected-mode environment the host stored (FNSTENV, FNSAVE's header): the host's
+/// own are the stub's, and vendors differ in what they keep there. As gasang's model
+/// (an Intel CPU with CPUID.(7,0):EBX[13]) does: 32-bit FIP and FDP, FOP, and zero
+/// FCS and FDS.
+fn store_environment(env: &mut [u8], x87: &X87State) {
+    env[0..2].copy_from_slice(&x87.fcw.to_le_bytes());
+    env[4..6].copy_from_slice(&x87.fsw.to_le_bytes());
+    env[12..16].copy_from_slice(&(x87.fip as u32).to_le_bytes());
+    env[16..18].fill(0);
+    env[18..20].copy_from_slice(&(x87.fop & 0x7ff).to_le_bytes());
+    env[20..24].copy_from_slice(&(x87.fdp as u32).to_le_bytes());
+    env[24..26].fill(0);
+}
+
+/// FIP, FDP and FOP of a 28-byte protected-mode environment.
+fn environment_pointers(env: &[u8]) -> (u64, u64, u16) {
+    let dword = |at: usize| {
+        u64::from(u32::from_le_bytes([
+            env[at],
+            env[at + 1],
+            env[at + 2],
+            env[at + 3],
+        ]))
+    };
+    (
+        dword(12),
+        dword(20),
+        u16::from_le_bytes([env[18], env[19]]) & 0x7ff,
+    )
+}
+
 /// Runs a computing instruction on the host (see the module comment).
 fn on_host(cx: &mut Exec<'_>, code: Code) -> Result<(), Exception> {
     let sti = (0..cx.ins.op_count())
@@ -228,10 +260,13 @@ fn on_host(cx: &mut Exec<'_>, code: Code) -> Result<(), Exception> {
         new.fcw = old.fcw;
     }
     new.summarize();
-    (new.fip, new.fdp, new.fop) = if is_control(code) || loads_control {
-        (old.fip, old.fdp, old.fop)
-    } else {
-        (cx.ins.ip(), if memory { addr } else { old.fdp }, 0)
+    (new.fip, new.fdp, new.fop) = match code {
+        // The loaded environment's pointers: the guest's own, whatever the host keeps.
+        Code::Fldenv_m28byte | Code::Frstor_m108byte => environment_pointers(&operand),
+        // FNSAVE ends as FNINIT does, which clears them.
+        Code::Fnsave_m108byte | Code::Fsave_m108byte => (0, 0, 0),
+        _ if is_control(code) || loads_control => (old.fip, old.fdp, old.fop),
+        _ => (cx.ins.ip(), if memory { addr } else { old.fdp }, 0),
     };
     if memory && stores(code) {
         if matches!(
@@ -241,9 +276,7 @@ fn on_host(cx: &mut Exec<'_>, code: Code) -> Result<(), Exception> {
                 | Code::Fnsave_m108byte
                 | Code::Fsave_m108byte
         ) {
-            // The stored environment holds the guest's control and status words.
-            operand[0..2].copy_from_slice(&old.fcw.to_le_bytes());
-            operand[4..6].copy_from_slice(&old.fsw.to_le_bytes());
+            store_environment(&mut operand, &old);
         }
         cx.mem.write(addr, &operand[..len])?;
     }

@@ -8,8 +8,11 @@ use gasang_softcpu::{Cpu, CpuState, Flags, FlatMemory, Memory, X87State};
 use iced_x86::code_asm::*;
 
 mod system;
+mod vendor;
 #[allow(unused_imports)] // only some test binaries use them
 pub use system::{run_to_end, SystemSoft};
+#[allow(unused_imports)] // only some test binaries use them
+pub use vendor::{Host, Image};
 
 /// An FXSAVE64 area: the x87 unit (and MMX registers) go in and out through it.
 #[repr(C, align(16))]
@@ -350,6 +353,20 @@ pub fn check(name: &str, code: &[u8], flags_defined: u64, seed: u64) {
 
 /// As `check`, with the defined flags depending on the input state.
 pub fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) -> u64) {
+    check_images(name, code, seed, defined, &[]);
+}
+
+/// As `check_with`, where the code stores `images` at their offsets from RSI as
+/// `aligned` leaves it: the native images are normalised where the host's vendor
+/// defines fields otherwise than gasang's model (see [`vendor`]).
+pub fn check_images(
+    name: &str,
+    code: &[u8],
+    seed: u64,
+    defined: impl Fn(&Regs) -> u64,
+    images: &[(usize, Image)],
+) {
+    let host = Host::this();
     let native = Native::new(code);
     let mut data = vec![0u8; DATA_LEN];
     let mut software = Soft::new(code, data.as_ptr() as u64, DATA_LEN);
@@ -376,14 +393,15 @@ pub fn check_with(name: &str, code: &[u8], seed: u64, defined: impl Fn(&Regs) ->
         let mut hw = start;
         native.run(&mut hw);
         let mask = defined(&start) | !Flags::ARITH & 0xfff & !0x200;
-        compare(name, &start, (&hw, &data), user, mask);
-        compare(
-            &format!("{name} (system mode)"),
-            &start,
-            (&hw, &data),
-            kernel,
-            mask,
-        );
+        // RSI as `aligned` leaves it, from the buffer's start.
+        let base = ((data.as_ptr() as usize + 0x40) & !15) - data.as_ptr() as usize;
+        for (soft, mode) in [(user, ""), (kernel, " (system mode)")] {
+            let mut native = data.clone();
+            for &(offset, image) in images {
+                host.normalise(&mut native, &soft.1, base + offset, image);
+            }
+            compare(&format!("{name}{mode}"), &start, (&hw, &native), soft, mask);
+        }
     }
 }
 
