@@ -8,12 +8,15 @@ seconds=${1:-10}
 
 command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
 
-# Seeds: real kernels to mutate from (the test guests, a bzImage's first 64 KiB).
+# Seeds: real kernels to mutate from (the test guests, also as ELF32, a bzImage's
+# first 64 KiB).
 seeds=fuzz/corpus/kernel_image
 mkdir -p "$seeds"
 for guest in target/guests/release/pvh-test target/guests-linux64/release/pvh-test; do
     [ -f "$guest" ] && cp "$guest" "$seeds/$(echo "$guest" | tr / _)"
 done
+[ -f target/guests/release/pvh-test ] &&
+    objcopy -O elf32-i386 target/guests/release/pvh-test "$seeds/pvh-test-elf32"
 [ -f assets/cache/vmlinuz ] && head -c 65536 assets/cache/vmlinuz > "$seeds/bzimage-head"
 
 cd fuzz

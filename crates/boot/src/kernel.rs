@@ -64,12 +64,16 @@ pub fn load_kernel(memory: &GuestMemory, path: &Path) -> Result<LoadedKernel, Bo
         source,
     };
     let mut file = File::open(path).map_err(read_err)?;
-    let mut magic = [0u8; 4];
+    let mut magic = [0u8; 5];
     let is_elf = match file.read_exact(&mut magic) {
-        Ok(()) => magic == *b"\x7fELF",
+        Ok(()) => magic[..4] == *b"\x7fELF",
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
         Err(e) => return Err(read_err(e)),
     };
+    if crate::elf32::is_elf32(&magic) {
+        let bytes = std::fs::read(path).map_err(read_err)?;
+        return crate::elf32::load(memory, &bytes, path);
+    }
     let load_err = |source| BootError::KernelLoad {
         path: path.to_path_buf(),
         source,

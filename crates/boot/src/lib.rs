@@ -4,7 +4,7 @@
 //!
 //! - bzImage and vmlinux boot through the Linux 64-bit boot protocol: a zero page
 //!   (`boot_params`) at [`layout::ZERO_PAGE`], entered in long mode with RSI pointing to it.
-//! - An ELF with a Xen PVH note boots through PVH: `hvm_start_info` at
+//! - An ELF (64- or 32-bit) with a Xen PVH note boots through PVH: `hvm_start_info` at
 //!   [`layout::PVH_INFO`], entered in 32-bit protected mode with EBX pointing to it.
 //!
 //! [`layout::ZERO_PAGE`]: gasang_memory::layout::ZERO_PAGE
@@ -13,6 +13,7 @@
 pub mod cmdline;
 mod cpu;
 pub use cpu::long_mode_state;
+mod elf32;
 mod initrd;
 mod kernel;
 mod linux;
@@ -62,6 +63,31 @@ pub enum BootError {
         /// linux-loader's reason.
         #[source]
         source: linux_loader::loader::Error,
+    },
+    /// An ELF32 kernel that does not parse.
+    #[error("cannot load 32-bit ELF kernel '{path}'")]
+    Elf32 {
+        /// The kernel's path.
+        path: PathBuf,
+        /// The ELF parser's reason.
+        #[source]
+        source: object::read::Error,
+    },
+    /// An ELF32 kernel without the Xen PVH entry note: it has no entry gasang can use.
+    #[error("'{0}' is a 32-bit ELF kernel without a Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); 32-bit kernels boot only through PVH")]
+    Elf32NoPvh(PathBuf),
+    /// An ELF32 kernel whose segment data lies past the end of the file.
+    #[error("32-bit ELF kernel '{0}' is cut short: a segment lies past the end of the file")]
+    Elf32Truncated(PathBuf),
+    /// An ELF32 segment outside guest RAM above 1 MiB.
+    #[error("32-bit ELF kernel '{path}' has a segment at {addr:#x} ({size} bytes) outside guest RAM above 1 MiB")]
+    Elf32Segment {
+        /// The kernel's path.
+        path: PathBuf,
+        /// The segment's physical address.
+        addr: u64,
+        /// Its size in memory.
+        size: u64,
     },
     /// The initrd cannot be opened or read.
     #[error("cannot read initrd '{path}'")]

@@ -62,6 +62,40 @@ fn test_bad_kernel_is_a_truncated_elf() {
     assert_one_line_error(&out, 2, "cannot load kernel");
 }
 
+/// An ELF32 kernel without a PVH note has no entry gasang can use.
+#[test]
+fn test_bad_elf32_kernel_without_pvh_note() {
+    let path = common::elf32_guest("pvh-test-elf32-no-note", &["--remove-section=.note.Xen"]);
+    let out = gasang()
+        .args(["run", "--kernel"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, 2, "32-bit ELF kernel without a Xen PVH entry note");
+}
+
+/// An ELF32 kernel cut short inside a segment, or with headers past its end.
+#[test]
+fn test_bad_elf32_kernel_truncated() {
+    let whole = std::fs::read(common::elf32_guest("pvh-test-elf32-whole", &[])).unwrap();
+    for (len, needle) in [
+        (
+            0x1100,
+            "is cut short: a segment lies past the end of the file",
+        ),
+        (0x30, "cannot load 32-bit ELF kernel"),
+    ] {
+        let path = temp("elf32", &whole[..len]);
+        let out = gasang()
+            .args(["run", "--kernel"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_one_line_error(&out, 2, needle);
+    }
+}
+
 #[test]
 fn test_bad_initrd_missing() {
     let out = run_pvh(&["--initrd", "/nonexistent/initrd.img"]);

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{epoch_of, field, fields, run_pvh};
+use common::{elf32_guest, epoch_of, field, fields, run_kernel, run_pvh};
 
 /// RAM the guest may use for `mib` MiB: all of it but the EBDA-to-1-MiB hole.
 fn usable(mib: u64) -> u64 {
@@ -108,6 +108,36 @@ fn guest_above_3g_gets_ram_above_4g(accel: &str) {
         field(&stdout, "ram"),
         Some(usable(4096).to_string().as_str())
     );
+}
+
+/// The same guest in an ELF32 container boots on both backends: the loader reads its
+/// 32-bit program headers and PVH note, and the guest reports the command line and
+/// the memory map it was given.
+#[test]
+fn test_elf32_pvh_guest_boots_on_both_backends() {
+    let kernel = elf32_guest("pvh-test-elf32", &[]);
+    for accel in ["kvm", "soft"] {
+        let args = [
+            "--accel",
+            accel,
+            "--memory",
+            "64M",
+            "--cmdline",
+            "elf32 pvh",
+        ];
+        let out = run_kernel(&kernel, &args);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{accel}: {stdout}{stderr}");
+        assert_eq!(field(&stdout, "entry"), Some("pvh"), "{accel}");
+        assert_eq!(field(&stdout, "cmdline"), Some("elf32 pvh"), "{accel}");
+        assert_eq!(
+            fields(&stdout, "memmap"),
+            ["0x0 0x9fc00 1", "0x9fc00 0x60400 2", "0x100000 0x3f00000 1"],
+            "{accel}"
+        );
+        assert_eq!(field(&stdout, "ram"), Some(usable(64).to_string().as_str()));
+    }
 }
 
 #[test]
