@@ -160,9 +160,25 @@ impl JitSlot {
     }
 }
 
+/// Whether the host CPU runs translated code as the guest's: its glue uses BMI2's
+/// SHLX/SHRX, and guest POPCNT, LZCNT and CMPXCHG16B run as themselves (on a host
+/// without LZCNT its encoding is BSR, which computes something else). Every current
+/// Intel and AMD server part has them; a host or VM CPU model without them gets the
+/// interpreter alone.
+pub fn host_supports() -> bool {
+    std::arch::is_x86_feature_detected!("bmi2")
+        && std::arch::is_x86_feature_detected!("lzcnt")
+        && std::arch::is_x86_feature_detected!("popcnt")
+        && std::arch::is_x86_feature_detected!("cmpxchg16b")
+}
+
 impl Jit {
-    /// A translator, if the host gives executable memory.
+    /// A translator, if the host has what translated code runs on (see
+    /// [`host_supports`]) and gives executable memory.
     pub fn new() -> Option<Self> {
+        if !host_supports() {
+            return None;
+        }
         Some(Self {
             buffer: CodeBuffer::new()?,
             jumps: Jumps::default(),
