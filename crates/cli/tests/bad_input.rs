@@ -74,6 +74,22 @@ fn test_bad_elf32_kernel_without_pvh_note() {
     assert_one_line_error(&out, 2, "32-bit ELF kernel without a Xen PVH entry note");
 }
 
+/// An ELF32 kernel whose segment would load outside guest RAM (at 1 GiB + 1 MiB in a
+/// 64 MiB guest).
+#[test]
+fn test_bad_elf32_kernel_segment_outside_ram() {
+    let path = common::elf32_guest(
+        "pvh-test-elf32-high",
+        &["--change-section-lma", "*+0x40000000"],
+    );
+    let out = gasang()
+        .args(["run", "--memory", "64M", "--kernel"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, 2, "has a segment at 0x40100000");
+}
+
 /// An ELF32 kernel cut short inside a segment, or with headers past its end.
 #[test]
 fn test_bad_elf32_kernel_truncated() {
