@@ -5,9 +5,13 @@
 #   assets/cache/vmlinuz     Debian's cloud kernel (a stock bzImage)
 #   assets/cache/initrd.img  a busybox initramfs: guests/initramfs/init and Debian's
 #                            static busybox (busybox-static), gzip-compressed newc cpio
+#   assets/cache/debian.cpio a Debian 12 userland with systemd as its init, built by
+#                            mmdebstrap from Debian's packages (no kernel, modules or
+#                            docs), an uncompressed newc cpio to boot as an initramfs:
+#                            root's password is "gasang", user "user" has "user"
 #
-# Needs apt-get and dpkg-deb (any Debian or Ubuntu host), and /bin/busybox
-# (scripts/setup-host.sh installs it).
+# Needs apt-get and dpkg-deb (any Debian or Ubuntu host), /bin/busybox and mmdebstrap
+# (scripts/setup-host.sh installs them).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,5 +57,42 @@ build_initramfs() {
     echo "fetch-assets: busybox initramfs -> assets/cache/initrd.img"
 }
 
+# The Debian userland's recipe; a change to it rebuilds the image.
+debian_recipe() {
+    cat <<'RECIPE'
+suite=bookworm variant=minbase
+include=systemd-sysv,udev,python3-minimal,usr-is-merged purge=usrmerge,perl,libperl5.36,perl-modules-5.36,libfile-find-rule-perl,libnumber-compare-perl,libtext-glob-perl
+RECIPE
+}
+
+build_debian() {
+    local out="$cache/debian.cpio" recipe work
+    recipe=$(debian_recipe)
+    if [ -s "$out" ] && [ "$(cat "$out.recipe" 2>/dev/null)" = "$recipe" ]; then
+        return 0
+    fi
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' RETURN
+    # Docs, manuals, translations and udev's hardware database are left out, and so
+    # is the usrmerge tool (with the full perl it needs; perl-base stays): the image
+    # is read into guest RAM at every boot.
+    mmdebstrap --quiet --variant=minbase --include=systemd-sysv,udev,python3-minimal,usr-is-merged \
+        --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+        --dpkgopt='path-exclude=/lib/udev/hwdb.d/*' \
+        --customize-hook='echo root:gasang | chroot "$1" chpasswd' \
+        --customize-hook='chroot "$1" useradd --create-home --shell /bin/bash user' \
+        --customize-hook='echo user:user | chroot "$1" chpasswd' \
+        --customize-hook='echo gasang > "$1/etc/hostname"' \
+        --customize-hook='chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq usrmerge perl libperl5.36 perl-modules-5.36 libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl >/dev/null' \
+        --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/etc/udev/hwdb.bin "$1"/usr/lib/udev/hwdb.bin' \
+        bookworm "$work/root"
+    (cd "$work/root" && find . | LC_ALL=C sort | cpio --quiet -o -H newc) > "$out.tmp"
+    mv "$out.tmp" "$out"
+    echo "$recipe" > "$out.recipe"
+    echo "fetch-assets: Debian userland (mmdebstrap) -> assets/cache/debian.cpio"
+}
+
 fetch_kernel
 build_initramfs
+build_debian

@@ -12,6 +12,8 @@ command -v cc >/dev/null || need+=(gcc)                  # links the test guest
 command -v unshare >/dev/null || need+=(util-linux)      # /dev/kvm-missing test
 command -v setpriv >/dev/null || need+=(util-linux)      # /dev/kvm-not-permitted test
 command -v dpkg-deb >/dev/null || need+=(dpkg)           # guest assets
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)   # the Debian userland image
+command -v cpio >/dev/null || need+=(cpio)               # packs it
 command -v cargo >/dev/null || {
     echo "setup-host: cargo not found: install Rust 1.85 or newer (https://rustup.rs)" >&2
     exit 1
