@@ -136,6 +136,9 @@ pub fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
             let w: Vec<u32> = words(&BRAND[at..at + 16]).collect();
             [w[0], w[1], w[2], w[3]]
         }
+        // The L2 cache as Intel reports it here too (size in KiB, 8-way: encoding 6,
+        // 64-byte lines), for tools that read only this leaf (lscpu, older glibc).
+        0x8000_0006 => [0, 0, (256 << 16) | (6 << 12) | 64, 0],
         // Physical and linear address bits (no 1 GiB pages: EXT1_EDX bit 26 is clear).
         0x8000_0008 => [PHYS_BITS | (48 << 8), 0, 0, 0],
         _ => [0; 4],
@@ -213,6 +216,11 @@ mod tests {
         let levels: Vec<u32> = (0..4).map(|s| (cpuid(4, s)[0] >> 5) & 7).collect();
         assert_eq!(levels, [1, 1, 2, 3]);
         assert_eq!(cpuid(4, 4)[0] & 0x1f, 0, "no fifth cache");
+        assert_eq!(
+            cpuid(0x8000_0006, 0)[2] >> 16,
+            256,
+            "the L2 in KiB, as leaf 4 has it"
+        );
     }
 
     #[test]
