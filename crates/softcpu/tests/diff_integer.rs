@@ -279,6 +279,18 @@ fn test_diff_bit_test_and_scan() {
     check("bts m32,r32 (bit string)", &code, cf, 404);
     check("bsf r64", &asm(|a| a.bsf(rax, rbx)), Flags::ZF, 405);
     check("bsr r32", &asm(|a| a.bsr(ecx, edx)), Flags::ZF, 406);
+    // A zero source (random ones never are): the whole destination stays as it was,
+    // upper half included, which AMD documents and Intel's CPUs do.
+    let zero_bsf = asm(|a| {
+        a.xor(ebx, ebx)?;
+        a.bsf(rax, rbx)
+    });
+    check("bsf r64, zero source", &zero_bsf, Flags::ZF, 409);
+    let zero_bsr = asm(|a| {
+        a.xor(edx, edx)?;
+        a.bsr(ecx, edx)
+    });
+    check("bsr r32, zero source", &zero_bsr, Flags::ZF, 410);
     check("bswap r32", &asm(|a| a.bswap(r10d)), ALL, 407);
     check("bswap r64", &asm(|a| a.bswap(rdi)), ALL, 408);
 }
