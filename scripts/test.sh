@@ -14,11 +14,13 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 scripts/fuzz.sh 10
 
-# cargo prints one summary per test binary; close with the total.
+# cargo prints one summary per test binary; close with the total. --no-fail-fast: one
+# failing binary does not hide what the others would say (a host-specific failure
+# once hid every test after it).
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ {p += $4; f += $6} END {printf "tests: %d passed, %d failed\n", p, f}' "$log"
