@@ -71,6 +71,12 @@ build_debian() {
     if [ -s "$out" ] && [ "$(cat "$out.recipe" 2>/dev/null)" = "$recipe" ]; then
         return 0
     fi
+    for tool in mmdebstrap cpio; do
+        command -v "$tool" >/dev/null || {
+            echo "fetch-assets: $tool not found: run scripts/setup-host.sh (or apt-get install $tool)" >&2
+            exit 1
+        }
+    done
     work=$(mktemp -d)
     trap 'rm -rf "$work"' RETURN
     # Docs, manuals, translations and udev's hardware database are left out, and so
