@@ -8,7 +8,7 @@ use gasang_memory::layout::HIMEM;
 use gasang_memory::GuestMemory;
 use linux_loader::bootparam::setup_header;
 use linux_loader::loader::{BzImage, Elf, KernelLoader, KernelLoaderResult, PvhBootCapability};
-use vm_memory::GuestAddress;
+use vm_memory::{GuestAddress, GuestMemoryBackend as _, GuestMemoryRegion as _};
 
 use crate::BootError;
 
@@ -71,6 +71,13 @@ pub fn load_kernel(memory: &GuestMemory, path: &Path) -> Result<LoadedKernel, Bo
         Err(e) => return Err(read_err(e)),
     };
     if crate::elf32::is_elf32(&magic) {
+        // Read whole (the parser wants bytes), so never more than the guest could hold.
+        let size = file.metadata().map_err(read_err)?.len();
+        let ram: u64 = memory.iter().map(|region| region.len()).sum();
+        if size > ram {
+            let path = path.to_path_buf();
+            return Err(BootError::Elf32TooLarge { path, size });
+        }
         let bytes = std::fs::read(path).map_err(read_err)?;
         return crate::elf32::load(memory, &bytes, path);
     }

@@ -76,6 +76,14 @@ pub enum BootError {
     /// An ELF32 kernel without the Xen PVH entry note: it has no entry gasang can use.
     #[error("'{0}' is a 32-bit ELF kernel without a Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); 32-bit kernels boot only through PVH")]
     Elf32NoPvh(PathBuf),
+    /// An ELF32 kernel file larger than all of guest RAM.
+    #[error("32-bit ELF kernel '{path}' ({size} bytes) is larger than guest RAM")]
+    Elf32TooLarge {
+        /// The kernel's path.
+        path: PathBuf,
+        /// The file's size.
+        size: u64,
+    },
     /// An ELF32 kernel whose segment data lies past the end of the file.
     #[error("32-bit ELF kernel '{0}' is cut short: a segment lies past the end of the file")]
     Elf32Truncated(PathBuf),

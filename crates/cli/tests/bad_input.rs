@@ -90,6 +90,26 @@ fn test_bad_elf32_kernel_segment_outside_ram() {
     assert_one_line_error(&out, 2, "has a segment at 0x40100000");
 }
 
+/// An ELF32 file larger than guest RAM is refused before it is read (a sparse 2 GiB
+/// file here, for a 64 MiB guest).
+#[test]
+fn test_bad_elf32_kernel_larger_than_ram() {
+    let path = temp("elf32-huge", b"\x7fELF\x01\x01\x01");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let out = gasang()
+        .args(["run", "--memory", "64M", "--kernel"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_one_line_error(&out, 2, "(2147483648 bytes) is larger than guest RAM");
+}
+
 /// An ELF32 kernel cut short inside a segment, or with headers past its end.
 #[test]
 fn test_bad_elf32_kernel_truncated() {
