@@ -26,9 +26,10 @@ const COMMANDS: &[&str] = &[
 
 /// Systemd boots Debian to its console login prompt; root logs in with a password
 /// (login, PAM, the shadow file); the commands print exactly what the same binaries
-/// print natively on the host CPU; glibc's loader sees an Intel CPU with the x86-64 baseline; no unit
-/// failed; the console shows no oops, BUG, segfault, trap or unchecked MSR access; `poweroff` shuts down
-/// through systemd and ACPI, and gasang exits 0.
+/// print natively on the host CPU; glibc's loader sees an Intel CPU with the x86-64
+/// baseline; no unit failed; the console shows no oops, BUG, segfault, trap or
+/// unchecked MSR access; `poweroff` shuts down through systemd and ACPI, and gasang
+/// exits 0.
 #[test]
 fn test_debian_systemd_userland_logs_in_and_runs_on_the_software_cpu() {
     let image = asset("debian.cpio");
