@@ -3,6 +3,8 @@
 //! note against the file's bounds; gasang checks that each loadable segment lies in
 //! guest RAM at or above 1 MiB, copies it, and zeroes the rest of its memory size.
 
+use std::fs::File;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use gasang_memory::layout::HIMEM;
@@ -10,7 +12,7 @@ use gasang_memory::GuestMemory;
 use object::elf::{FileHeader32, PT_LOAD, PT_NOTE};
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::LittleEndian;
-use vm_memory::{Bytes, GuestAddress, GuestMemory as _};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _, GuestMemoryRegion as _};
 
 use crate::kernel::{KernelEntry, LoadedKernel};
 use crate::BootError;
@@ -18,13 +20,31 @@ use crate::BootError;
 /// The Xen note that holds the 32-bit PVH entry point.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 
-/// Whether `ident` (the file's first bytes) is an ELF32 file: EI_CLASS is 1.
-pub fn is_elf32(ident: &[u8]) -> bool {
-    ident.len() > 4 && ident[..4] == *b"\x7fELF" && ident[4] == 1
+/// Loads the ELF32 kernel in `file` (from `path`) into `memory`. The parser takes the
+/// whole file, so a file larger than all of guest RAM is refused before it is read.
+pub fn load(memory: &GuestMemory, file: &mut File, path: &Path) -> Result<LoadedKernel, BootError> {
+    let read_err = |source| BootError::KernelRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = file.metadata().map_err(read_err)?.len();
+    let ram: u64 = memory.iter().map(|region| region.len()).sum();
+    if size > ram {
+        let path = path.to_path_buf();
+        return Err(BootError::Elf32TooLarge { path, size });
+    }
+    let mut bytes = Vec::new();
+    file.rewind().map_err(read_err)?;
+    file.read_to_end(&mut bytes).map_err(read_err)?;
+    parse_and_load(memory, &bytes, path)
 }
 
 /// Loads the ELF32 kernel `bytes` (from `path`) into `memory`.
-pub fn load(memory: &GuestMemory, bytes: &[u8], path: &Path) -> Result<LoadedKernel, BootError> {
+fn parse_and_load(
+    memory: &GuestMemory,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<LoadedKernel, BootError> {
     let parse_err = |source| BootError::Elf32 {
         path: path.to_path_buf(),
         source,
@@ -87,9 +107,7 @@ fn place(
         size,
     };
     let len = usize::try_from(size).map_err(|_| outside())?;
-    if addr < HIMEM
-        || !memory.check_range(GuestAddress(addr), len, vm_memory::Permissions::ReadWrite)
-    {
+    if addr < HIMEM || !memory.check_range(GuestAddress(addr), len) {
         return Err(outside());
     }
     memory

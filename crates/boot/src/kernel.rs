@@ -8,7 +8,7 @@ use gasang_memory::layout::HIMEM;
 use gasang_memory::GuestMemory;
 use linux_loader::bootparam::setup_header;
 use linux_loader::loader::{BzImage, Elf, KernelLoader, KernelLoaderResult, PvhBootCapability};
-use vm_memory::{GuestAddress, GuestMemoryBackend as _, GuestMemoryRegion as _};
+use vm_memory::GuestAddress;
 
 use crate::BootError;
 
@@ -70,16 +70,8 @@ pub fn load_kernel(memory: &GuestMemory, path: &Path) -> Result<LoadedKernel, Bo
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
         Err(e) => return Err(read_err(e)),
     };
-    if crate::elf32::is_elf32(&magic) {
-        // Read whole (the parser wants bytes), so never more than the guest could hold.
-        let size = file.metadata().map_err(read_err)?.len();
-        let ram: u64 = memory.iter().map(|region| region.len()).sum();
-        if size > ram {
-            let path = path.to_path_buf();
-            return Err(BootError::Elf32TooLarge { path, size });
-        }
-        let bytes = std::fs::read(path).map_err(read_err)?;
-        return crate::elf32::load(memory, &bytes, path);
+    if is_elf && magic[4] == object::elf::ELFCLASS32 {
+        return crate::elf32::load(memory, &mut file, path);
     }
     let load_err = |source| BootError::KernelLoad {
         path: path.to_path_buf(),
