@@ -11,7 +11,8 @@ mod oracle;
 
 use iced_x86::code_asm::*;
 use oracle::{
-    aligned, asm, check_images, run_all, Emit, Host, Image, Native, Regs, Soft, ALL, DATA_LEN,
+    aligned, aligned_offset, asm, check_images, run_all, Emit, Host, Image, Native, Regs, Soft,
+    ALL, DATA_LEN,
 };
 
 #[test]
@@ -210,7 +211,7 @@ fn test_diff_x87_planted_image_difference_is_caught() {
         regs.gpr[6] = data.as_ptr() as u64;
         let (_, soft) = Soft::new(&code, data.as_ptr() as u64, DATA_LEN).run(&regs, &data);
         Native::new(&code).run(&mut regs);
-        let at = ((data.as_ptr() as usize + 0x40) & !15) - data.as_ptr() as usize + offset;
+        let at = aligned_offset(&data) + offset;
         host.normalise(&mut data, &soft, at, image);
         assert_eq!(data, soft, "{name}: the same image");
         let fsw = if image == Image::Environment { 4 } else { 2 };

@@ -393,8 +393,7 @@ pub fn check_images(
         let mut hw = start;
         native.run(&mut hw);
         let mask = defined(&start) | !Flags::ARITH & 0xfff & !0x200;
-        // RSI as `aligned` leaves it, from the buffer's start.
-        let base = ((data.as_ptr() as usize + 0x40) & !15) - data.as_ptr() as usize;
+        let base = aligned_offset(&data);
         for (soft, mode) in [(user, ""), (kernel, " (system mode)")] {
             let mut native = data.clone();
             for &(offset, image) in images {
@@ -448,6 +447,11 @@ pub fn aligned(op: Emit) -> Vec<u8> {
         a.and(rsi, -16)?;
         op(a)
     })
+}
+
+/// Where `aligned` leaves RSI when it points at `data`: the offset from its start.
+pub fn aligned_offset(data: &[u8]) -> usize {
+    ((data.as_ptr() as usize + 0x40) & !15) - data.as_ptr() as usize
 }
 
 /// Checks each `(name, op)` with every arithmetic flag compared, from seeds `seed..`.
