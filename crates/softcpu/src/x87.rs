@@ -57,8 +57,14 @@ impl Default for X87State {
     }
 }
 
-fn le16(bytes: &[u8], at: usize) -> u16 {
+/// The little-endian u16 at `at` of a saved image.
+pub(crate) fn le16(bytes: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+/// The little-endian u32 at `at` of a saved image.
+pub(crate) fn le32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
 fn le64(bytes: &[u8], at: usize) -> u64 {

@@ -17,7 +17,7 @@ use crate::cpu::Exception;
 use crate::flags::Flags;
 use crate::memory::Access;
 use crate::state::MXCSR_RESET;
-use crate::x87::{loaded_fcw, X87State, FSW_EXCEPTIONS, FSW_PENDING, FXSAVE_LEN};
+use crate::x87::{le16, le32, loaded_fcw, X87State, FSW_EXCEPTIONS, FSW_PENDING, FXSAVE_LEN};
 
 /// Whether `ins` is an x87 instruction, WAIT, FXSAVE/FXRSTOR or EMMS.
 pub fn is_x87(ins: &Instruction) -> bool {
@@ -214,19 +214,8 @@ fn store_environment(env: &mut [u8], x87: &X87State) {
 
 /// FIP, FDP and FOP of a 28-byte protected-mode environment.
 fn environment_pointers(env: &[u8]) -> (u64, u64, u16) {
-    let dword = |at: usize| {
-        u64::from(u32::from_le_bytes([
-            env[at],
-            env[at + 1],
-            env[at + 2],
-            env[at + 3],
-        ]))
-    };
-    (
-        dword(12),
-        dword(20),
-        u16::from_le_bytes([env[18], env[19]]) & 0x7ff,
-    )
+    let fip = u64::from(le32(env, 12));
+    (fip, u64::from(le32(env, 20)), le16(env, 18) & 0x7ff)
 }
 
 /// Runs a computing instruction on the host (see the module comment).
