@@ -57,17 +57,11 @@ build_initramfs() {
     echo "fetch-assets: busybox initramfs -> assets/cache/initrd.img"
 }
 
-# The Debian userland's recipe; a change to it rebuilds the image.
-debian_recipe() {
-    cat <<'RECIPE'
-suite=bookworm variant=minbase
-include=systemd-sysv,udev,python3-minimal,usr-is-merged purge=usrmerge,perl,libperl5.36,perl-modules-5.36,libfile-find-rule-perl,libnumber-compare-perl,libtext-glob-perl
-RECIPE
-}
-
 build_debian() {
     local out="$cache/debian.cpio" recipe work
-    recipe=$(debian_recipe)
+    # The recipe is this function itself: any change to how the image is built (the
+    # packages, what is left out, the hooks) rebuilds it.
+    recipe=$(declare -f build_debian | sha256sum | cut -d' ' -f1)
     if [ -s "$out" ] && [ "$(cat "$out.recipe" 2>/dev/null)" = "$recipe" ]; then
         return 0
     fi
