@@ -17,6 +17,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod peer;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -30,21 +31,11 @@ struct Sample {
     peak_rss_kib: i64,
 }
 
-/// Waits until `marker` has appeared `times` times; when, or `None` after 5 minutes.
+/// How long a guest may take to show a marker: past that it hung.
+const LIMIT: Duration = Duration::from_secs(300);
+
 fn wait_for(console: &Mutex<String>, marker: &str, times: usize) -> Option<Instant> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if console.lock().unwrap().matches(marker).count() >= times {
-            return Some(Instant::now());
-        }
-        if Instant::now() > deadline {
-            let seen = console.lock().unwrap();
-            let tail = &seen[seen.len().saturating_sub(600)..];
-            eprintln!("no '{marker}' after 300 s; the console ended with:\n{tail}");
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    peer::wait_for(console, marker, times, LIMIT)
 }
 
 /// Types `line` and waits for `marker` to appear `times` times: how long that took.
@@ -82,30 +73,17 @@ fn measure(mut cmd: Command) -> Option<Sample> {
         return None;
     };
     writeln!(stdin, "poweroff -f").unwrap();
-    let mut status = 0;
-    // SAFETY: all-zero is a valid rusage to be overwritten.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; both pointers are valid for the call.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
+    let peak_rss_kib = peer::reap(&child);
     Some(Sample {
         login,
         shell,
         python,
-        peak_rss_kib: usage.ru_maxrss,
+        peak_rss_kib,
     })
 }
 
-fn median<T: Copy + Ord>(mut v: Vec<T>) -> T {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(3);
+    let runs = peer::runs();
     let assets = common::root().join("assets/cache");
     let (kernel, initrd) = (assets.join("vmlinuz"), assets.join("debian.cpio"));
     assert!(initrd.exists(), "run scripts/fetch-assets.sh first");
@@ -135,52 +113,11 @@ fn main() {
             .args(["-append", cmdline]);
         c
     };
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    let mut hangs = [0; 2];
-    for run in 0..runs {
-        match measure(gasang()) {
-            Some(s) => ours.push(s),
-            None => hangs[0] += 1,
-        }
-        match measure(qemu()) {
-            Some(s) => theirs.push(s),
-            None => hangs[1] += 1,
-        }
-        eprintln!("run {} of {runs} done", run + 1);
-    }
-    assert!(
-        !ours.is_empty() && !theirs.is_empty(),
-        "every run of one side hung"
-    );
-    report(runs, hangs, &ours, &theirs);
-}
-
-fn report(runs: usize, hangs: [usize; 2], ours: &[Sample], theirs: &[Sample]) {
-    println!(
-        "{runs} runs each (hung: gasang {}, QEMU {}), medians of the rest; \
-         ratio = gasang / QEMU TCG (lower is better)",
-        hangs[0], hangs[1]
-    );
-    println!("| | gasang --accel soft | QEMU -accel tcg | ratio |");
-    println!("|---|---|---|---|");
-    type Metric = fn(&Sample) -> Duration;
-    let rows: [(&str, Metric); 3] = [
+    let results = peer::alternate(runs, || measure(gasang()), || measure(qemu()));
+    let rows: [peer::Row<Sample>; 3] = [
         ("login prompt", |s| s.login),
         ("root's login to a shell", |s| s.shell),
         ("python3 -c, typed to its output", |s| s.python),
     ];
-    for (name, metric) in rows {
-        let a = median(ours.iter().map(metric).collect());
-        let b = median(theirs.iter().map(metric).collect());
-        let ratio = a.as_secs_f64() / b.as_secs_f64();
-        println!("| {name} | {a:.2?} | {b:.2?} | {ratio:.2} |");
-    }
-    let a = median(ours.iter().map(|s| s.peak_rss_kib).collect());
-    let b = median(theirs.iter().map(|s| s.peak_rss_kib).collect());
-    println!(
-        "| peak RSS | {:.1} MiB | {:.1} MiB | {:.2} |",
-        a as f64 / 1024.0,
-        b as f64 / 1024.0,
-        a as f64 / b as f64
-    );
+    peer::print_table(runs, &results, &rows, |s| s.peak_rss_kib);
 }
