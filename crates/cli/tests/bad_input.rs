@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{assert_one_line_error, gasang, pvh_guest, run_pvh};
+use common::{assert_one_line_error, gasang, pvh_guest, run_kernel, run_pvh};
 
 fn temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("gasang-bad-{}-{name}", std::process::id()));
@@ -66,11 +66,7 @@ fn test_bad_kernel_is_a_truncated_elf() {
 #[test]
 fn test_bad_elf32_kernel_without_pvh_note() {
     let path = common::elf32_guest("pvh-test-elf32-no-note", &["--remove-section=.note.Xen"]);
-    let out = gasang()
-        .args(["run", "--kernel"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_kernel(&path, &[]);
     assert_one_line_error(&out, 2, "32-bit ELF kernel without a Xen PVH entry note");
 }
 
@@ -82,11 +78,7 @@ fn test_bad_elf32_kernel_segment_outside_ram() {
         "pvh-test-elf32-high",
         &["--change-section-lma", "*+0x40000000"],
     );
-    let out = gasang()
-        .args(["run", "--memory", "64M", "--kernel"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_kernel(&path, &["--memory", "64M"]);
     assert_one_line_error(&out, 2, "has a segment at 0x40100000");
 }
 
@@ -101,11 +93,7 @@ fn test_bad_elf32_kernel_larger_than_ram() {
         .unwrap()
         .set_len(2 << 30)
         .unwrap();
-    let out = gasang()
-        .args(["run", "--memory", "64M", "--kernel"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_kernel(&path, &["--memory", "64M"]);
     std::fs::remove_file(&path).unwrap();
     assert_one_line_error(&out, 2, "(2147483648 bytes) is larger than guest RAM");
 }
@@ -122,11 +110,7 @@ fn test_bad_elf32_kernel_truncated() {
         (0x30, "cannot load 32-bit ELF kernel"),
     ] {
         let path = temp("elf32", &whole[..len]);
-        let out = gasang()
-            .args(["run", "--kernel"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = run_kernel(&path, &[]);
         std::fs::remove_file(&path).unwrap();
         assert_one_line_error(&out, 2, needle);
     }
