@@ -87,11 +87,7 @@ fn main() {
     let assets = common::root().join("assets/cache");
     let (kernel, initrd) = (assets.join("vmlinuz"), assets.join("debian.cpio"));
     assert!(initrd.exists(), "run scripts/fetch-assets.sh first");
-    let gasang_bin = common::root().join("target/release/gasang");
-    assert!(
-        gasang_bin.exists(),
-        "build it first: cargo build --release -p gasang-cli"
-    );
+    let gasang_bin = peer::release_gasang();
     let cmdline = "console=ttyS0 rdinit=/sbin/init panic=-1";
     let gasang = || {
         let mut c = Command::new(&gasang_bin);

@@ -85,11 +85,7 @@ fn main() {
     let assets = common::root().join("assets/cache");
     let (kernel, initrd) = (assets.join("vmlinuz"), assets.join("initrd.img"));
     assert!(initrd.exists(), "run scripts/fetch-assets.sh first");
-    let gasang_bin = common::root().join("target/release/gasang");
-    assert!(
-        gasang_bin.exists(),
-        "build it first: cargo build --release -p gasang-cli"
-    );
+    let gasang_bin = peer::release_gasang();
     let gasang = || {
         let mut c = Command::new(&gasang_bin);
         c.args(["run", "--accel", "soft", "--memory", "256M", "--kernel"])

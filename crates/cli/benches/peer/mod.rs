@@ -40,6 +40,16 @@ pub fn reap(child: &Child) -> i64 {
     usage.ru_maxrss
 }
 
+/// The release build of gasang, which the benchmarks measure.
+pub fn release_gasang() -> std::path::PathBuf {
+    let path = super::common::root().join("target/release/gasang");
+    assert!(
+        path.exists(),
+        "build it first: cargo build --release -p gasang-cli"
+    );
+    path
+}
+
 /// The runs each side gets: the benchmark's first numeric argument, or 3.
 pub fn runs() -> usize {
     std::env::args()
