@@ -12,7 +12,7 @@ use linux_loader::bootparam::boot_params;
 use vm_memory::{Bytes, GuestAddress};
 
 fn kernel() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..");
     let path = root.join("assets/cache/vmlinuz");
     assert!(
         path.exists(),
