@@ -82,6 +82,13 @@ impl Bus {
         Ok(())
     }
 
+    /// Takes the device at `base` off the bus (a BAR that moved). Returns whether one
+    /// was there.
+    pub fn remove(&self, base: u64) -> bool {
+        let mut slots = self.slots.write().expect("bus lock poisoned");
+        slots.remove(&base).is_some()
+    }
+
     /// The device covering `addr`, with `addr`'s offset into it.
     fn find(&self, addr: u64) -> Option<(SharedDevice, u64)> {
         let slots = self.slots.read().expect("bus lock poisoned");
@@ -185,6 +192,16 @@ mod tests {
                 len: 0x10
             }
         );
+    }
+
+    #[test]
+    fn test_bus_remove_frees_the_range() {
+        let bus = Bus::new();
+        bus.insert(echo(), 0x100, 0x10).unwrap();
+        assert!(bus.remove(0x100));
+        assert!(!bus.remove(0x100));
+        assert!(!bus.read(0x100, &mut [0u8; 1]));
+        bus.insert(echo(), 0x108, 0x10).unwrap();
     }
 
     #[test]

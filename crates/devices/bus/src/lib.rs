@@ -2,7 +2,8 @@
 //!
 //! - [`Bus`] maps address ranges (I/O ports or guest-physical MMIO) to [`BusDevice`]s.
 //! - [`IrqLine`] is how a device raises an interrupt without knowing the interrupt
-//!   controller (KVM's in-kernel one, or the software CPU's).
+//!   controller (KVM's in-kernel one, or the software CPU's); [`MsiVector`] is the
+//!   same for a message-signalled interrupt.
 //! - [`RateLimit`] keeps log lines that a guest can trigger from flooding the host.
 //!
 //! Nothing here knows about KVM: devices depend on this crate only.
@@ -12,5 +13,5 @@ mod irq;
 mod rate_limit;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};
-pub use irq::{IrqLine, NoIrq};
+pub use irq::{IrqLine, MsiMessage, MsiVector, NoIrq};
 pub use rate_limit::RateLimit;
