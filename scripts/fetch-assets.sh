@@ -5,6 +5,9 @@
 #   assets/cache/vmlinuz     Debian's cloud kernel (a stock bzImage)
 #   assets/cache/initrd.img  a busybox initramfs: guests/initramfs/init and Debian's
 #                            static busybox (busybox-static), gzip-compressed newc cpio
+#   assets/cache/initrd-virtio.img  the same, with the kernel package's virtio modules
+#                            (PCI transport, block, net, console, rng, vsock), which its
+#                            init loads in order
 #   assets/cache/debian.cpio a Debian 12 userland with systemd as its init, built by
 #                            mmdebstrap from Debian's packages (no kernel, modules or
 #                            docs), an uncompressed newc cpio to boot as an initramfs:
@@ -39,10 +42,37 @@ fetch_kernel() {
     echo "fetch-assets: $pkg -> assets/cache/vmlinuz"
 }
 
+# The kernel's virtio modules, in load order (each after what it depends on).
+VIRTIO_MODULES="drivers/virtio/virtio_ring drivers/virtio/virtio
+    drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci_legacy_dev
+    drivers/virtio/virtio_pci drivers/block/virtio_blk drivers/char/hw_random/virtio-rng
+    net/core/failover drivers/net/net_failover drivers/net/virtio_net
+    drivers/char/virtio_console net/vmw_vsock/vsock
+    net/vmw_vsock/vmw_vsock_virtio_transport_common net/vmw_vsock/vmw_vsock_virtio_transport"
+
+fetch_modules() {
+    local dir="$cache/modules" work m
+    [ -s "$dir/load" ] && return 0
+    work=$(mktemp -d)
+    chmod 755 "$work"
+    trap 'rm -rf "$work"' RETURN
+    (cd "$work" && chmod 777 . && apt-get download -q "$(cat "$cache/vmlinuz.package")" >/dev/null)
+    dpkg-deb -x "$work"/*.deb "$work/root"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    for m in $VIRTIO_MODULES; do
+        cp "$work"/root/lib/modules/*/kernel/"$m".ko "$dir.tmp/"
+        basename "$m" >> "$dir.tmp/load"
+    done
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    echo "fetch-assets: virtio modules -> assets/cache/modules"
+}
+
+# A busybox initramfs at $1, with the virtio modules if $2 is "virtio".
 build_initramfs() {
-    local init="$root/guests/initramfs/init" out="$cache/initrd.img" work
+    local init="$root/guests/initramfs/init" out="$1" work
     # Rebuilt when the init script or busybox is newer than the image.
-    if [ -s "$out" ] && [ "$out" -nt "$init" ] && [ "$out" -nt /bin/busybox ]; then
+    if [ -s "$out" ] && [ "$out" -nt "$init" ] && [ "$out" -nt /bin/busybox ] \
+        && { [ "$2" != virtio ] || [ "$out" -nt "$cache/modules/load" ]; }; then
         return 0
     fi
     work=$(mktemp -d)
@@ -51,10 +81,14 @@ build_initramfs() {
     cp /bin/busybox "$work/bin/busybox"
     cp "$init" "$work/init"
     chmod 755 "$work/init" "$work/bin/busybox"
+    if [ "$2" = virtio ]; then
+        mkdir -p "$work/lib"
+        cp -r "$cache/modules" "$work/lib/modules"
+    fi
     (cd "$work" && find . | LC_ALL=C sort | /bin/busybox cpio -o -H newc 2>/dev/null) \
         | gzip -9 > "$out.tmp"
     mv "$out.tmp" "$out"
-    echo "fetch-assets: busybox initramfs -> assets/cache/initrd.img"
+    echo "fetch-assets: busybox initramfs -> ${out#"$root"/}"
 }
 
 build_debian() {
@@ -94,5 +128,7 @@ build_debian() {
 }
 
 fetch_kernel
-build_initramfs
+fetch_modules
+build_initramfs "$cache/initrd.img" plain
+build_initramfs "$cache/initrd-virtio.img" virtio
 build_debian

@@ -6,7 +6,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use gasang_boot::BootConfig;
 use gasang_memory::{host_total_memory, MemorySize, MemorySizeError};
 use gasang_vcpu::{CpuTopology, TopologyError};
-use gasang_vmm::{RebootAction, VmConfig};
+use gasang_vmm::{PciDevicesConfig, RebootAction, VmConfig};
+
+use crate::options::{parse_disk, OptionError};
 
 /// The kernel command line when none is given: the serial console, and no reboot
 /// loop after a panic (gasang reports the panic instead).
@@ -93,6 +95,13 @@ pub struct RunArgs {
     /// What a guest reboot does.
     #[arg(long, value_enum, default_value_t = OnReboot::Exit)]
     pub on_reboot: OnReboot,
+    /// A virtio-blk disk: a raw image, PATH[,readonly=on][,serial=ID]. Repeatable:
+    /// the guest sees /dev/vda, /dev/vdb, ... in this order.
+    #[arg(long, value_name = "PATH[,OPTIONS]")]
+    pub disk: Vec<String>,
+    /// A virtio-rng entropy source, fed by the host's getrandom.
+    #[arg(long)]
+    pub rng: bool,
 }
 
 /// An argument value is unusable.
@@ -104,6 +113,15 @@ pub enum ArgsError {
     /// --vcpus.
     #[error("invalid --vcpus")]
     Vcpus(#[source] TopologyError),
+    /// --disk.
+    #[error("invalid --disk {arg}")]
+    Disk {
+        /// The value given.
+        arg: String,
+        /// What is wrong with it.
+        #[source]
+        source: OptionError,
+    },
 }
 
 impl RunArgs {
@@ -115,6 +133,16 @@ impl RunArgs {
             None => memory,
         };
         let topology = CpuTopology::new(self.vcpus).map_err(ArgsError::Vcpus)?;
+        let disks = self
+            .disk
+            .iter()
+            .map(|arg| {
+                parse_disk(arg).map_err(|source| ArgsError::Disk {
+                    arg: arg.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(VmConfig {
             memory,
             topology,
@@ -126,6 +154,10 @@ impl RunArgs {
             on_reboot: match self.on_reboot {
                 OnReboot::Exit => RebootAction::Exit,
                 OnReboot::Restart => RebootAction::Restart,
+            },
+            devices: PciDevicesConfig {
+                disks,
+                rng: self.rng,
             },
         })
     }

@@ -5,6 +5,7 @@
 
 mod accel;
 mod args;
+mod options;
 
 use std::process::ExitCode;
 

@@ -8,6 +8,7 @@
 
 mod cpuid;
 mod kick;
+mod msi;
 mod regs;
 mod vcpu;
 mod vm;
@@ -64,6 +65,9 @@ impl KvmAccelerator {
             (Cap::Pit2, "PIT2"),
             (Cap::ImmediateExit, "IMMEDIATE_EXIT"),
             (Cap::ExtCpuid, "EXT_CPUID"),
+            (Cap::IrqRouting, "IRQ_ROUTING"),
+            (Cap::Irqfd, "IRQFD"),
+            (Cap::Ioeventfd, "IOEVENTFD"),
         ];
         for (cap, name) in needed {
             if !kvm.check_extension(cap) {

@@ -2,14 +2,16 @@
 
 use std::sync::Arc;
 
-use gasang_bus::IrqLine;
+use gasang_bus::{IrqLine, MsiVector};
 use gasang_memory::GuestMemory;
 use gasang_vcpu::{AccelError, AccelVm, BootCpuState, CpuTopology, Vcpu};
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_PIT_SPEAKER_DUMMY};
-use kvm_ioctls::{Kvm, VmFd};
+use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::cpuid::vcpu_cpuid;
+use crate::msi::GsiRoutes;
 use crate::vcpu::KvmVcpu;
 
 /// Three pages KVM needs for its real-mode TSS on Intel, in the MMIO hole below the BIOS.
@@ -23,6 +25,7 @@ pub struct KvmVm {
     _memory: GuestMemory,
     supported_cpuid: CpuId,
     topology: CpuTopology,
+    routes: Arc<GsiRoutes>,
 }
 
 impl KvmVm {
@@ -60,8 +63,10 @@ impl KvmVm {
         let supported_cpuid = kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| AccelError::new("KVM_GET_SUPPORTED_CPUID failed", e))?;
+        let fd = Arc::new(fd);
         Ok(Self {
-            fd: Arc::new(fd),
+            routes: Arc::new(GsiRoutes::new(fd.clone())),
+            fd,
             _memory: memory,
             supported_cpuid,
             topology,
@@ -75,6 +80,23 @@ impl AccelVm for KvmVm {
             vm: self.fd.clone(),
             gsi,
         })
+    }
+
+    fn msi_vector(&self) -> Result<Box<dyn MsiVector>, AccelError> {
+        self.routes.vector()
+    }
+
+    fn register_ioevent(&self, addr: u64, fd: &EventFd) -> Result<(), AccelError> {
+        // Any access length (no datamatch): the driver writes the queue index.
+        self.fd
+            .register_ioevent(fd, &IoEventAddress::Mmio(addr), NoDatamatch)
+            .map_err(|e| AccelError::new(format!("KVM_IOEVENTFD at {addr:#x} failed"), e))
+    }
+
+    fn unregister_ioevent(&self, addr: u64, fd: &EventFd) -> Result<(), AccelError> {
+        self.fd
+            .unregister_ioevent(fd, &IoEventAddress::Mmio(addr), NoDatamatch)
+            .map_err(|e| AccelError::new(format!("KVM_IOEVENTFD removal at {addr:#x} failed"), e))
     }
 
     fn create_vcpu(&self, index: u32, boot: &BootCpuState) -> Result<Box<dyn Vcpu>, AccelError> {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use gasang_bus::IrqLine;
+use gasang_bus::{IrqLine, MsiMessage, MsiVector};
 use gasang_irqchip::{Delivery, IoApic, Ipi, LocalApic, Pit};
 
 /// Locks `m`, taking the data even if another thread panicked holding it (the
@@ -178,6 +178,19 @@ impl Interrupts {
         self.deliver_all(delivery);
     }
 
+    /// A message-signalled interrupt: the address names the destination (bits 19:12,
+    /// logical if bit 2), the data the vector and delivery mode (bits 10:8). MSIs are
+    /// edge-triggered.
+    pub fn msi(&self, message: MsiMessage) {
+        self.deliver(Delivery {
+            vector: message.data as u8,
+            mode: ((message.data >> 8) & 7) as u8,
+            logical: message.address & (1 << 2) != 0,
+            destination: (message.address >> 12) as u8,
+            level: false,
+        });
+    }
+
     /// A local APIC ended level-triggered `vector`.
     pub fn level_eoi(&self, vector: u8) {
         let again = lock(&self.ioapic).eoi(vector);
@@ -266,6 +279,29 @@ pub struct SoftIrqLine {
 impl IrqLine for SoftIrqLine {
     fn set_level(&self, high: bool) {
         self.interrupts.set_level(self.gsi, high);
+    }
+}
+
+/// An MSI vector of this backend: the message, handed to the local APICs on each
+/// trigger.
+#[derive(Debug)]
+pub struct SoftMsi {
+    /// The controllers.
+    pub interrupts: Arc<Interrupts>,
+    /// The programmed message; none while masked.
+    pub message: Mutex<Option<MsiMessage>>,
+}
+
+impl MsiVector for SoftMsi {
+    fn set_message(&self, message: Option<MsiMessage>) {
+        *lock(&self.message) = message;
+    }
+
+    fn trigger(&self) {
+        let message = *lock(&self.message);
+        if let Some(message) = message {
+            self.interrupts.msi(message);
+        }
     }
 }
 

@@ -20,12 +20,13 @@ mod vcpu;
 
 use std::sync::Arc;
 
-use gasang_bus::IrqLine;
+use gasang_bus::{IrqLine, MsiVector};
 use gasang_memory::GuestMemory;
 use gasang_softcpu::system::ram::GuestRam;
 use gasang_vcpu::{AccelError, AccelVm, Accelerator, BootCpuState, CpuTopology, Vcpu};
-use interrupts::{Interrupts, SoftIrqLine};
+use interrupts::{Interrupts, SoftIrqLine, SoftMsi};
 use vm_memory::{GuestMemoryBackend as _, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
 
 /// The software-CPU accelerator. It needs nothing from the host.
 #[derive(Debug, Default)]
@@ -95,6 +96,22 @@ impl AccelVm for SoftVm {
             interrupts: self.interrupts.clone(),
             gsi,
         })
+    }
+
+    fn msi_vector(&self) -> Result<Box<dyn MsiVector>, AccelError> {
+        Ok(Box::new(SoftMsi {
+            interrupts: self.interrupts.clone(),
+            message: std::sync::Mutex::new(None),
+        }))
+    }
+
+    fn register_ioevent(&self, _addr: u64, _fd: &EventFd) -> Result<(), AccelError> {
+        // No exits here: the store reaches the device, which signals the eventfd.
+        Ok(())
+    }
+
+    fn unregister_ioevent(&self, _addr: u64, _fd: &EventFd) -> Result<(), AccelError> {
+        Ok(())
     }
 
     fn create_vcpu(&self, index: u32, boot: &BootCpuState) -> Result<Box<dyn Vcpu>, AccelError> {

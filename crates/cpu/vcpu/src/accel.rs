@@ -3,8 +3,9 @@
 use std::error::Error;
 use std::sync::Arc;
 
-use gasang_bus::IrqLine;
+use gasang_bus::{IrqLine, MsiVector};
 use gasang_memory::GuestMemory;
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::{BootCpuState, CpuTopology};
 
@@ -106,6 +107,17 @@ pub trait Vcpu: Send {
 pub trait AccelVm: Send + Sync {
     /// The interrupt line for global system interrupt `gsi`.
     fn irq_line(&self, gsi: u32) -> Box<dyn IrqLine>;
+
+    /// A new MSI vector (one MSI-X table entry of a device).
+    fn msi_vector(&self) -> Result<Box<dyn MsiVector>, AccelError>;
+
+    /// Makes a guest write to `addr` signal `fd` without running the machine's MMIO
+    /// handler (KVM's ioeventfd). A backend that has no such path does nothing: the
+    /// write then reaches the device, which signals `fd` itself.
+    fn register_ioevent(&self, addr: u64, fd: &EventFd) -> Result<(), AccelError>;
+
+    /// Undoes [`AccelVm::register_ioevent`].
+    fn unregister_ioevent(&self, addr: u64, fd: &EventFd) -> Result<(), AccelError>;
 
     /// Creates vCPU `index`. The bootstrap processor (index 0) starts at `boot`;
     /// the others wait for INIT and SIPI, as on real hardware.

@@ -22,6 +22,13 @@ pub trait PciDevice: Send {
     /// Its configuration space, to change.
     fn config_mut(&mut self) -> &mut PciConfig;
 
+    /// A guest read of configuration register `reg`. The default reads the space; a
+    /// device with a window into its BARs there (virtio's PCI configuration access
+    /// capability) fills it first.
+    fn read_config(&mut self, reg: usize) -> u32 {
+        self.config().read_reg(reg)
+    }
+
     /// A guest write of `data` to byte `offset` of configuration register `reg`. The
     /// default applies it through the write masks; a device with live capabilities
     /// (MSI-X) looks at what changed.
@@ -150,7 +157,8 @@ impl PciRoot {
             .iter()
             .position(Option::is_none)
             .ok_or(PciBusFull)?;
-        for mapping in lock(&device).config().mappings() {
+        let mappings = lock(&device).config().mappings();
+        for mapping in mappings {
             self.mapper.map(&device, mapping);
         }
         self.slots[slot] = Some(device);
@@ -168,7 +176,7 @@ impl PciRoot {
     /// where there is none, as on hardware.
     pub fn read(&self, address: PciAddress, reg: usize) -> u32 {
         self.device(address)
-            .map_or(u32::MAX, |d| lock(d).config().read_reg(reg))
+            .map_or(u32::MAX, |d| lock(d).read_config(reg))
     }
 
     /// Writes `data` at byte `offset` of register `reg` of the function at `address`,

@@ -5,6 +5,7 @@ use acpi_tables::aml::{
 };
 use acpi_tables::Aml;
 
+use crate::pci::Raw;
 use crate::{aml_table, bytes_of, AcpiMachine, IsaPort};
 
 /// The notification a power button sends: "button pressed".
@@ -30,15 +31,6 @@ fn isa_device(name: &str, hid: &dyn Aml, uid: u8, port: IsaPort) -> Vec<u8> {
             &Name::new("_CRS".into(), &crs),
         ],
     ))
-}
-
-/// Raw AML, for nesting pre-built pieces.
-struct Raw(Vec<u8>);
-
-impl Aml for Raw {
-    fn to_aml_bytes(&self, sink: &mut dyn acpi_tables::AmlSink) {
-        sink.vec(&self.0);
-    }
 }
 
 /// The `\_SB` scope: UARTs, RTC, power button, pvpanic.
@@ -71,6 +63,9 @@ fn system_bus(machine: &AcpiMachine) -> Vec<u8> {
             &Name::new("_UID".into(), &0u8),
         ],
     ))));
+    if let Some(host) = &machine.pci {
+        devices.push(Raw(crate::pci::devices(host)));
+    }
     let children: Vec<&dyn Aml> = devices.iter().map(|d| d as &dyn Aml).collect();
     bytes_of(&Scope::new("_SB_".into(), children))
 }

@@ -5,11 +5,14 @@
 //! reboot, from these tables alone.
 //!
 //! Layout from [`ACPI_TABLES`]: RSDP first (where Linux scans for it), then FACS, DSDT,
-//! FADT, MADT and XSDT.
+//! FADT, MADT, MCFG (with PCI) and XSDT.
 
 mod dsdt;
 mod fadt;
 mod madt;
+mod pci;
+
+pub use pci::PciHost;
 
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
@@ -74,6 +77,8 @@ pub struct AcpiMachine {
     pub rtc: IsaPort,
     /// The pvpanic device (QEMU0001).
     pub pvpanic: IsaPort,
+    /// The PCI host bridge, if the machine has PCI devices.
+    pub pci: Option<PciHost>,
 }
 
 /// The tables could not be written.
@@ -128,6 +133,9 @@ pub fn write_tables(memory: &GuestMemory, machine: &AcpiMachine) -> Result<u64, 
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     xsdt.add_entry(fadt);
     xsdt.add_entry(madt);
+    if let Some(host) = &machine.pci {
+        xsdt.add_entry(cursor.place(&pci::mcfg(host), 16)?);
+    }
     let xsdt = cursor.place(&bytes_of(&xsdt), 16)?;
     let rsdp = Rsdp::new(OEM_ID, xsdt);
     memory
@@ -176,6 +184,7 @@ pub(crate) mod tests {
                 len: 1,
                 irq: None,
             },
+            pci: None,
         }
     }
 

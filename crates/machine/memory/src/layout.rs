@@ -6,7 +6,7 @@
 //! 0x0000_7000  zero page           0x0009_fc00  EBDA .. 1 MiB: reserved
 //! 0x000e_0000  ACPI tables (RSDP first, where Linux scans for it)
 //! 0x0010_0000  kernel, then RAM up to the MMIO hole
-//! 0xc000_0000  32-bit MMIO hole: devices, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000
+//! 0xc000_0000  32-bit MMIO hole: PCI BARs, ECAM 0xe000_0000, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000
 //! 0x1_0000_0000  RAM above 4 GiB, when the guest has more than 3 GiB
 //! ```
 
@@ -48,6 +48,16 @@ pub const HIMEM: u64 = 0x100000;
 pub const MMIO_HOLE: u64 = 0xc000_0000;
 /// End of the MMIO hole: RAM resumes here.
 pub const MMIO_HOLE_END: u64 = 0x1_0000_0000;
+/// The PCI host bridge's 32-bit window for BARs, at the bottom of the MMIO hole.
+pub const PCI_MMIO32: u64 = MMIO_HOLE;
+/// End of the 32-bit BAR window.
+pub const PCI_MMIO32_END: u64 = PCI_ECAM;
+/// PCI Express ECAM for bus 0 (1 MiB).
+pub const PCI_ECAM: u64 = 0xe000_0000;
+/// Bytes of ECAM: one bus.
+pub const PCI_ECAM_SIZE: u64 = 1 << 20;
+/// Size of the 64-bit BAR window, which starts at the first GiB boundary above RAM.
+pub const PCI_MMIO64_SIZE: u64 = 64 << 30;
 /// The IOAPIC's registers.
 pub const IOAPIC: u64 = 0xfec0_0000;
 /// Every CPU's local APIC.

@@ -4,6 +4,8 @@ use gasang_boot::BootConfig;
 use gasang_memory::MemorySize;
 use gasang_vcpu::CpuTopology;
 
+pub use crate::pci::PciDevicesConfig;
+
 /// What happens when the guest reboots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RebootAction {
@@ -25,4 +27,6 @@ pub struct VmConfig {
     pub boot: BootConfig,
     /// What a guest reboot does.
     pub on_reboot: RebootAction,
+    /// The virtio devices on PCI.
+    pub devices: PciDevicesConfig,
 }

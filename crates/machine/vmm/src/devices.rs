@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use gasang_acpi::{AcpiMachine, IsaPort, PmBlock};
+use gasang_acpi::{AcpiMachine, IsaPort, PciHost, PmBlock};
 use gasang_bus::{Bus, BusError};
 use gasang_legacy::acpi_pm::{self, AcpiPm};
 use gasang_legacy::ports::*;
@@ -65,8 +65,9 @@ fn isa(base: u16, len: u16, irq: Option<u8>) -> IsaPort {
     IsaPort { base, len, irq }
 }
 
-/// The ACPI description of gasang's machine: its CPUs and the devices above.
-pub fn acpi_machine(topology: CpuTopology) -> AcpiMachine {
+/// The ACPI description of gasang's machine: its CPUs, the devices above, and the PCI
+/// host bridge if there is one.
+pub fn acpi_machine(topology: CpuTopology, pci: Option<PciHost>) -> AcpiMachine {
     let pm = |offset: u16| ACPI_PM_PORT + offset;
     AcpiMachine {
         topology,
@@ -84,5 +85,6 @@ pub fn acpi_machine(topology: CpuTopology) -> AcpiMachine {
         serial: vec![isa(SERIAL_PORT, SERIAL_LEN, Some(SERIAL_IRQ))],
         rtc: isa(CMOS_PORT, CMOS_LEN, None),
         pvpanic: isa(PVPANIC_PORT, PVPANIC_LEN, None),
+        pci,
     }
 }

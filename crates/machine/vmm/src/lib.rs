@@ -2,7 +2,8 @@
 //!
 //! [`run`] builds a [`Machine`](machine) from a [`VmConfig`] on an
 //! [`Accelerator`](gasang_vcpu::Accelerator): guest memory, ACPI tables, the kernel,
-//! the legacy devices on the port bus, one thread per vCPU. The calling thread becomes
+//! the legacy devices on the port bus, the virtio devices on PCI (each with an I/O
+//! thread of its own), one thread per vCPU. The calling thread becomes
 //! the VMM thread: an event loop (event-manager) for console input and signals. It
 //! returns when the guest powers off, resets, panics or crashes, or a signal stops it.
 
@@ -12,12 +13,15 @@ mod devices;
 mod exit;
 mod io;
 mod machine;
+mod pci;
 mod signals;
 mod vcpus;
 
-pub use config::{RebootAction, VmConfig};
+pub use config::{PciDevicesConfig, RebootAction, VmConfig};
 pub use console::{Console, ConsoleError};
 pub use devices::acpi_machine;
 pub use exit::ExitReason;
+pub use gasang_virtio::block::BlockConfig;
 pub use machine::{run, VmmError};
+pub use pci::host as pci_host;
 pub use vcpus::error_chain;

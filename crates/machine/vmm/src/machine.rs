@@ -12,6 +12,7 @@ use crate::console::Console;
 use crate::devices::{self, LegacyDevices};
 use crate::exit::{ExitLatch, ExitReason};
 use crate::io::MachineIo;
+use crate::pci;
 use crate::signals::Signals;
 use crate::vcpus::VcpuThreads;
 
@@ -33,6 +34,9 @@ pub enum VmmError {
     /// Two devices claim the same addresses (a gasang bug).
     #[error("cannot place the legacy devices")]
     Bus(#[from] gasang_bus::BusError),
+    /// A PCI device could not be created.
+    #[error(transparent)]
+    Pci(#[from] pci::PciError),
     /// The event loop failed.
     #[error("the VMM event loop failed: {0:?}")]
     EventLoop(event_manager::Error),
@@ -68,7 +72,8 @@ fn run_once(
 ) -> Result<ExitReason, VmmError> {
     let memory = create_guest_memory(config.memory)?;
     let ranges = ram_ranges(config.memory);
-    let acpi = devices::acpi_machine(config.topology);
+    let pci_host = config.devices.any().then(|| pci::host(config.memory));
+    let acpi = devices::acpi_machine(config.topology, pci_host);
     let rsdp = gasang_acpi::write_tables(&memory, &acpi)?;
     let boot = gasang_boot::load(&memory, &config.boot, &ranges, Firmware { rsdp })?;
     tracing::debug!("guest memory, ACPI tables and kernel loaded");
@@ -83,6 +88,14 @@ fn run_once(
         console.output(),
         config.memory,
     )?;
+    // Held until the machine stops: dropping it stops the devices' threads.
+    let _pci = match pci_host {
+        Some(_) => {
+            let queues = u16::try_from(config.topology.vcpus()).unwrap_or(u16::MAX);
+            Some(pci::attach(&io, &vm, &memory, &config.devices, queues)?)
+        }
+        None => None,
+    };
     let vcpus = (0..config.topology.vcpus())
         .map(|index| vm.create_vcpu(index, &boot))
         .collect::<Result<Vec<_>, _>>()?;

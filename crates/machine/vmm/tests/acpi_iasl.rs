@@ -28,9 +28,11 @@ fn u64_at(bytes: &[u8], offset: usize) -> u64 {
 }
 
 /// All tables, by walking RSDP -> XSDT -> FADT -> (FACS, DSDT) as an OS does.
-fn tables() -> Vec<(String, Vec<u8>)> {
+/// With a PCI host bridge if `pci`.
+fn tables(pci: bool) -> Vec<(String, Vec<u8>)> {
     let memory = GuestMemory::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
-    let machine = gasang_vmm::acpi_machine(CpuTopology::new(4).unwrap());
+    let host = pci.then(|| gasang_vmm::pci_host("2G".parse().unwrap()));
+    let machine = gasang_vmm::acpi_machine(CpuTopology::new(4).unwrap(), host);
     let rsdp_addr = write_tables(&memory, &machine).unwrap();
     let rsdp = read(&memory, rsdp_addr, 36);
     let xsdt = table_at(&memory, u64_at(&rsdp, 24));
@@ -52,11 +54,36 @@ fn tables() -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn test_iasl_disassembles_every_table_cleanly() {
-    let dir = std::env::temp_dir().join(format!("gasang-iasl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let tables = tables();
+    let tables = tables(false);
     assert_eq!(tables.len(), 5, "FACS, DSDT, FADT, MADT, XSDT");
-    for (name, bytes) in &tables {
+    disassemble(&tables, "legacy");
+}
+
+#[test]
+fn test_iasl_disassembles_pci_machine_with_mcfg_and_host_bridge() {
+    let tables = tables(true);
+    let names: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["facs", "dsdt", "facp", "apic", "mcfg", "xsdt"]);
+    let dsl = disassemble(&tables, "pci");
+    for needle in [
+        "PNP0A08",
+        "PCI0",
+        "_PRT",
+        "PNP0C02",
+        "Base Address : 00000000E0000000",
+        "0xC0000000",
+    ] {
+        assert!(dsl.contains(needle), "the DSDT lacks {needle}:\n{dsl}");
+    }
+}
+
+/// Disassembles each table with `iasl -d`, checks that it is clean, and returns the
+/// DSDT's source.
+fn disassemble(tables: &[(String, Vec<u8>)], which: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("gasang-iasl-{which}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut dsdt = String::new();
+    for (name, bytes) in tables {
         let path: PathBuf = dir.join(format!("{name}.dat"));
         std::fs::write(&path, bytes).unwrap();
         let out = Command::new("iasl")
@@ -81,8 +108,12 @@ fn test_iasl_disassembles_every_table_cleanly() {
             !dsl.contains("**** "),
             "iasl -d {name} flags a problem:\n{dsl}"
         );
+        if name == "dsdt" || name == "mcfg" {
+            dsdt.push_str(&dsl);
+        }
     }
     if std::env::var_os("GASANG_KEEP_IASL").is_none() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
+    dsdt
 }

@@ -1,0 +1,90 @@
+//! Serving a queue: pop each available chain, let the device handle it, return it
+//! used, and interrupt the driver when the ring's notification rules say so.
+
+use event_manager::{EventOps, EventSet, Events};
+use gasang_bus::RateLimit;
+use gasang_memory::GuestMemory;
+use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
+
+use crate::device::ActiveQueue;
+use crate::interrupt::VirtioInterrupt;
+
+/// A chain as devices see it.
+pub type Chain<'a> = DescriptorChain<&'a GuestMemory>;
+
+static RING_LOG: RateLimit = RateLimit::new(10, 10);
+
+/// Serves every chain available on `active`, calling `serve` for each: it returns the
+/// bytes it wrote into the chain. On a broken ring the device needs a reset.
+pub fn serve_queue(
+    active: &mut ActiveQueue,
+    memory: &GuestMemory,
+    interrupt: &VirtioInterrupt,
+    mut serve: impl FnMut(Chain<'_>) -> u32,
+) {
+    let served = match try_serve(active, memory, &mut serve) {
+        Ok(served) => served,
+        Err(e) => {
+            if RING_LOG.allow() {
+                tracing::warn!(
+                    "virtio queue {} is broken ({e}): the device needs a reset",
+                    active.index
+                );
+            }
+            interrupt.needs_reset();
+            return;
+        }
+    };
+    if served == 0 {
+        return;
+    }
+    match active.queue.needs_notification(memory) {
+        Ok(true) => interrupt.queue(active.vector),
+        Ok(false) => {}
+        Err(_) => interrupt.needs_reset(),
+    }
+}
+
+fn try_serve(
+    active: &mut ActiveQueue,
+    memory: &GuestMemory,
+    serve: &mut impl FnMut(Chain<'_>) -> u32,
+) -> Result<usize, virtio_queue::Error> {
+    let mut served = 0;
+    loop {
+        active.queue.disable_notification(memory)?;
+        // `iter` checks the available index against the ring size first.
+        let chains: Vec<Chain<'_>> = active.queue.iter(memory)?.collect();
+        let pass = chains.len();
+        for chain in chains {
+            let head = chain.head_index();
+            let written = serve(chain);
+            active.queue.add_used(memory, head, written)?;
+        }
+        served += pass;
+        if !active.queue.enable_notification(memory)? {
+            return Ok(served);
+        }
+        if pass == 0 {
+            // More is available, yet nothing could be read: the ring is broken, and
+            // looping on it would spin forever.
+            return Err(virtio_queue::Error::InvalidAvailRingIndex);
+        }
+    }
+}
+
+/// Watches each queue's eventfd, with the queue's position in `queues` as its data.
+pub fn watch_queues(queues: &[ActiveQueue], ops: &mut EventOps) {
+    for (k, active) in queues.iter().enumerate() {
+        if let Err(e) = ops.add(Events::with_data(&active.event, k as u32, EventSet::IN)) {
+            tracing::error!("cannot watch virtio queue {}: {e:?}", active.index);
+        }
+    }
+}
+
+/// The queue an event is for, its eventfd drained.
+pub fn queue_of<'a>(queues: &'a mut [ActiveQueue], events: &Events) -> Option<&'a mut ActiveQueue> {
+    let active = queues.get_mut(events.data() as usize)?;
+    let _ = active.event.read();
+    Some(active)
+}
