@@ -230,3 +230,53 @@ fn test_bad_dev_kvm_not_permitted() {
     assert_one_line_error(&out, 2, "permission denied opening /dev/kvm");
     assert!(String::from_utf8_lossy(&out.stderr).contains("'kvm' group"));
 }
+
+#[test]
+fn test_bad_disk_missing() {
+    let out = run_pvh(&["--disk", "/nonexistent/disk.img"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "cannot open disk image /nonexistent/disk.img: No such file or directory",
+    );
+}
+
+#[test]
+fn test_bad_disk_unknown_option_and_bad_serial() {
+    let out = run_pvh(&["--disk", "a.img,colour=red"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "invalid --disk a.img,colour=red: unknown option 'colour'",
+    );
+    let out = run_pvh(&["--disk", "a.img,serial=has space"]);
+    assert_one_line_error(&out, 2, "must be 1 to 20 printable ASCII characters");
+    let out = run_pvh(&["--disk", ",readonly=on"]);
+    assert_one_line_error(&out, 2, "no image path");
+}
+
+#[test]
+fn test_bad_disk_locked_by_another_process() {
+    let image = temp("locked.img", &[0u8; 4096]);
+    // util-linux's flock(1) takes the lock QEMU and gasang take on a writable image.
+    let mut holder = Command::new("flock")
+        .arg("--exclusive")
+        .arg(&image)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    let path = image.display().to_string();
+    let mut out = run_pvh(&["--disk", &path]);
+    for _ in 0..50 {
+        // flock(1) may not hold the lock yet.
+        if out.status.code() == Some(2) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = run_pvh(&["--disk", &path]);
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    std::fs::remove_file(&image).unwrap();
+    assert_one_line_error(&out, 2, "is in use by another process");
+}

@@ -83,6 +83,12 @@ impl Guest {
         Arc::clone(&self.console)
     }
 
+    /// Kills gasang with SIGKILL and reaps it: its status (none: a signal) and stderr.
+    pub fn kill(mut self) -> (Option<i32>, String) {
+        self.child.kill().unwrap();
+        self.exit()
+    }
+
     /// Waits for gasang to exit: its status and stderr.
     pub fn exit(self) -> (Option<i32>, String) {
         let out = self.child.wait_with_output().unwrap();
