@@ -75,8 +75,18 @@ fn real_mode(rip: u64) -> BootCpuState {
 
 /// Runs `code` at 0x1000 on one vCPU until it kicks itself, returns what it did.
 fn run_guest(memory: &GuestMemory, boot: &BootCpuState) -> (VcpuExit, Arc<Recorder>) {
+    run_guest_on(memory, boot, |_| {})
+}
+
+/// [`run_guest`], with `setup` applied to the VM first.
+fn run_guest_on(
+    memory: &GuestMemory,
+    boot: &BootCpuState,
+    setup: impl FnOnce(&dyn gasang_vcpu::AccelVm),
+) -> (VcpuExit, Arc<Recorder>) {
     let kvm = KvmAccelerator::new().expect("these tests need /dev/kvm");
     let vm = kvm.create_vm(memory, CpuTopology::new(1).unwrap()).unwrap();
+    setup(vm.as_ref());
     let mut vcpu = vm.create_vcpu(0, boot).unwrap();
     let recorder = Arc::new(Recorder::default());
     let kicker = vcpu.kicker();
@@ -132,6 +142,31 @@ fn test_micro_mmio_outside_slots_exits_and_ram_slots_are_memory() {
     );
     assert_eq!(*rec.mmio_reads.lock().unwrap(), vec![0x10020]);
     assert_eq!(memory.read_obj::<u8>(GuestAddress(0x20030)).unwrap(), 0xa5);
+}
+
+#[test]
+fn test_micro_ioeventfd_signals_without_an_exit_and_msi_vectors_get_irqfds() {
+    // The MMIO guest above: its store to 0x10010 is a queue notification here.
+    let code = hex("b800108ed8c60610005aa02000bb00208edba23000baf400eeebfe");
+    let memory = memory_with(&[(0, 0x10000), (0x20000, 0x10000)], &code);
+    let notify = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
+    let (exit, rec) = run_guest_on(&memory, &real_mode(0x1000), |vm| {
+        vm.register_ioevent(0x10010, &notify).unwrap();
+        // An MSI-X vector: a GSI route to a message, and its irqfd.
+        let vector = vm.msi_vector().unwrap();
+        vector.set_message(Some(gasang_bus::MsiMessage {
+            address: 0xfee0_0000,
+            data: 0x41,
+        }));
+        vector.trigger();
+    });
+    assert_eq!(exit, VcpuExit::Interrupted);
+    assert!(
+        rec.mmio_writes.lock().unwrap().is_empty(),
+        "the store never left KVM"
+    );
+    assert_eq!(notify.read().unwrap(), 1, "the ioeventfd was signalled");
+    assert_eq!(*rec.mmio_reads.lock().unwrap(), vec![0x10020]);
 }
 
 #[test]
