@@ -8,9 +8,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use gasang_bus::{BusDevice, MsiMessage, MsiVector, NoIrq};
+use gasang_bus::{lock, BusDevice, MsiMessage, MsiVector, NoIrq};
 use gasang_memory::GuestMemory;
-use gasang_pci::{lock, BarMapper, BarMapping, PciConfigMmio, PciRoot, SharedPciDevice};
+use gasang_pci::{BarMapper, BarMapping, PciConfigMmio, PciRoot, SharedPciDevice};
 use gasang_virtio::rng::Rng;
 use gasang_virtio::VirtioPci;
 use libfuzzer_sys::fuzz_target;

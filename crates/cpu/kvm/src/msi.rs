@@ -5,9 +5,9 @@
 //! PIC and IOAPIC routes KVM starts with, then one MSI route per programmed vector.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use gasang_bus::{MsiMessage, MsiVector};
+use gasang_bus::{lock, MsiMessage, MsiVector};
 use gasang_vcpu::AccelError;
 use kvm_bindings::{
     kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
@@ -68,10 +68,6 @@ impl GsiRoutes {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Writes the table to KVM: KVM's default irqchip routes, then the MSIs.
     fn commit(&self, table: &Table) -> Result<(), kvm_ioctls::Error> {
         let mut entries = Vec::new();
@@ -95,7 +91,7 @@ impl GsiRoutes {
     /// A new vector: a GSI with an irqfd.
     pub fn vector(self: &Arc<Self>) -> Result<Box<dyn MsiVector>, AccelError> {
         let gsi = {
-            let mut table = self.lock();
+            let mut table = lock(&self.table);
             table.next_gsi += 1;
             table.next_gsi - 1
         };
@@ -112,7 +108,7 @@ impl GsiRoutes {
     }
 
     fn route(&self, gsi: u32, message: Option<MsiMessage>) {
-        let mut table = self.lock();
+        let mut table = lock(&self.table);
         let changed = match message {
             Some(m) => table.msi.insert(gsi, m) != Some(m),
             None => table.msi.remove(&gsi).is_some(),

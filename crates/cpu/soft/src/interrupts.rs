@@ -6,14 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use gasang_bus::{IrqLine, MsiMessage, MsiVector};
+use gasang_bus::{lock, IrqLine, MsiMessage, MsiVector};
 use gasang_irqchip::{Delivery, IoApic, Ipi, LocalApic, Pit};
-
-/// Locks `m`, taking the data even if another thread panicked holding it (the
-/// controllers stay consistent between calls: no call panics half-way).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What other threads share with one vCPU.
 #[derive(Debug)]

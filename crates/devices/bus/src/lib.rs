@@ -4,6 +4,7 @@
 //! - [`IrqLine`] is how a device raises an interrupt without knowing the interrupt
 //!   controller (KVM's in-kernel one, or the software CPU's); [`MsiVector`] is the
 //!   same for a message-signalled interrupt.
+//! - [`lock`] takes a lock that another thread's panic poisoned.
 //! - [`RateLimit`] keeps log lines that a guest can trigger from flooding the host.
 //!
 //! Nothing here knows about KVM: devices depend on this crate only.
@@ -11,7 +12,9 @@
 mod bus;
 mod irq;
 mod rate_limit;
+mod sync;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};
 pub use irq::{IrqLine, MsiMessage, MsiVector, NoIrq};
 pub use rate_limit::RateLimit;
+pub use sync::lock;

@@ -17,6 +17,6 @@ pub use config::{
 };
 pub use msix::Msix;
 pub use root::{
-    lock, BarMapper, HostBridge, IoEvent, PciAddress, PciBusFull, PciDevice, PciRoot,
-    SharedPciDevice, SLOTS,
+    BarMapper, HostBridge, IoEvent, PciAddress, PciBusFull, PciDevice, PciRoot, SharedPciDevice,
+    SLOTS,
 };

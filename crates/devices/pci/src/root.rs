@@ -5,7 +5,9 @@
 //! passed to the [`BarMapper`], which moves the device on the machine's MMIO bus (and
 //! its queue-notification eventfds in KVM).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use gasang_bus::lock;
 
 use vmm_sys_util::eventfd::EventFd;
 
@@ -62,11 +64,6 @@ pub struct IoEvent {
 
 /// A device as the root bus and its BAR regions share it.
 pub type SharedPciDevice = Arc<Mutex<dyn PciDevice>>;
-
-/// Locks a device; a poisoned lock still holds a consistent configuration space.
-pub fn lock(device: &SharedPciDevice) -> MutexGuard<'_, dyn PciDevice + 'static> {
-    device.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Puts BARs on the machine's MMIO bus and takes them off.
 pub trait BarMapper: Send + Sync {

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use gasang_bus::IrqLine;
+use gasang_bus::{lock, IrqLine};
 use gasang_pci::Msix;
 
 /// "No MSI-X vector" in the common configuration.
@@ -13,10 +13,6 @@ pub const NO_VECTOR: u16 = 0xffff;
 pub const ISR_QUEUE: u8 = 1;
 /// ISR bit: the configuration changed.
 pub const ISR_CONFIG: u8 = 2;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A device's interrupts, shared by the transport (on vCPU threads) and the device's
 /// own thread.

@@ -4,14 +4,13 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use gasang_acpi::PciHost;
-use gasang_bus::{BusDevice, RateLimit};
+use gasang_bus::{lock, BusDevice, RateLimit};
 use gasang_memory::layout::{
     MMIO_HOLE, MMIO_HOLE_END, PCI_ECAM, PCI_ECAM_SIZE, PCI_MMIO32, PCI_MMIO32_END, PCI_MMIO64_SIZE,
 };
 use gasang_memory::{GuestMemory, MemorySize};
 use gasang_pci::{
-    lock, BarMapper, BarMapping, PciConfigIo, PciConfigMmio, PciRoot, SharedPciDevice,
-    CONFIG_IO_LEN,
+    BarMapper, BarMapping, PciConfigIo, PciConfigMmio, PciRoot, SharedPciDevice, CONFIG_IO_LEN,
 };
 use gasang_vcpu::{AccelError, AccelVm};
 use gasang_virtio::block::{Block, BlockConfig, DiskError};
