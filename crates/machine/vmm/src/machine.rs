@@ -89,13 +89,10 @@ fn run_once(
         config.memory,
     )?;
     // Held until the machine stops: dropping it stops the devices' threads.
-    let _pci = match pci_host {
-        Some(_) => {
-            let queues = u16::try_from(config.topology.vcpus()).unwrap_or(u16::MAX);
-            Some(pci::attach(&io, &vm, &memory, &config.devices, queues)?)
-        }
-        None => None,
-    };
+    let queues = u16::try_from(config.topology.vcpus()).unwrap_or(u16::MAX);
+    let _pci = pci_host
+        .map(|host| pci::attach(&io, &vm, &memory, &config.devices, &host, queues))
+        .transpose()?;
     let vcpus = (0..config.topology.vcpus())
         .map(|index| vm.create_vcpu(index, &boot))
         .collect::<Result<Vec<_>, _>>()?;

@@ -149,12 +149,14 @@ impl BarMapper for MmioMapper {
     }
 }
 
-/// Builds the PCI bus with `config`'s devices and places its accessors.
+/// Builds the PCI bus with `config`'s devices, as the ACPI tables describe `host`,
+/// and places its accessors.
 pub fn attach(
     io: &Arc<MachineIo>,
     vm: &Arc<dyn AccelVm>,
     memory: &GuestMemory,
     config: &PciDevicesConfig,
+    host: &PciHost,
     queues: u16,
 ) -> Result<Arc<PciRoot>, PciError> {
     let mapper = Arc::new(MmioMapper {
@@ -162,7 +164,7 @@ pub fn attach(
         vm: vm.clone(),
     });
     let mut root = PciRoot::new(mapper);
-    let mut bars = AddressAllocator::new(PCI_MMIO32, PCI_MMIO32_END - PCI_MMIO32)
+    let mut bars = AddressAllocator::new(host.mmio32.0, host.mmio32.1 - host.mmio32.0)
         .map_err(|_| PciError::Full)?;
     let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
     for disk in &config.disks {
@@ -176,7 +178,8 @@ pub fn attach(
         let vectors = (0..=device.queue_sizes().len())
             .map(|_| vm.msi_vector())
             .collect::<Result<Vec<_>, _>>()?;
-        let intx = vm.irq_line(FIRST_PCI_GSI + slot % PCI_GSIS);
+        // The line the DSDT's _PRT names for the slot's INTA.
+        let intx = vm.irq_line(host.gsi(slot, 0));
         let bar = bars
             .allocate(layout::BAR_SIZE, layout::BAR_SIZE, AllocPolicy::FirstMatch)
             .map_err(|_| PciError::Full)?;
@@ -194,7 +197,7 @@ pub fn attach(
     )?;
     io.mmio.insert(
         Arc::new(Mutex::new(PciConfigMmio::new(root.clone()))),
-        PCI_ECAM,
+        host.ecam,
         PCI_ECAM_SIZE,
     )?;
     Ok(root)
