@@ -16,7 +16,7 @@ static RING_LOG: RateLimit = RateLimit::new(10, 10);
 
 /// Serves every chain available on `active`, calling `serve` for each: it returns the
 /// bytes it wrote into the chain. On a broken ring the device needs a reset.
-pub fn serve_queue(
+fn serve_queue(
     active: &mut ActiveQueue,
     memory: &GuestMemory,
     interrupt: &VirtioInterrupt,
@@ -82,9 +82,26 @@ pub fn watch_queues(queues: &[ActiveQueue], ops: &mut EventOps) {
     }
 }
 
-/// The queue an event is for, its eventfd drained.
-pub fn queue_of<'a>(queues: &'a mut [ActiveQueue], events: &Events) -> Option<&'a mut ActiveQueue> {
-    let active = queues.get_mut(events.data() as usize)?;
-    let _ = active.event.read();
-    Some(active)
+/// Serves the queue whose eventfd `events` reports (draining it), or, with `None`,
+/// every queue: at start, for buffers the driver posted before its first notification.
+pub fn serve_queues(
+    queues: &mut [ActiveQueue],
+    events: Option<&Events>,
+    memory: &GuestMemory,
+    interrupt: &VirtioInterrupt,
+    mut serve: impl FnMut(Chain<'_>) -> u32,
+) {
+    let which = match events {
+        Some(events) => {
+            let k = events.data() as usize;
+            if let Some(active) = queues.get(k) {
+                let _ = active.event.read();
+            }
+            k..k + 1
+        }
+        None => 0..queues.len(),
+    };
+    for active in queues.get_mut(which).into_iter().flatten() {
+        serve_queue(active, memory, interrupt, &mut serve);
+    }
 }

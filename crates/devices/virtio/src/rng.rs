@@ -8,7 +8,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use crate::device::{device_type, ActivateError, Activation, ActiveQueue, VirtioDevice};
 use crate::interrupt::VirtioInterrupt;
-use crate::queue::{queue_of, serve_queue, watch_queues, Chain};
+use crate::queue::{serve_queues, watch_queues, Chain};
 use crate::worker::Worker;
 
 /// Most bytes one request gets: a driver asking for gigabytes gets this much.
@@ -67,19 +67,28 @@ struct RngHandler {
     interrupt: Arc<VirtioInterrupt>,
 }
 
+impl RngHandler {
+    fn serve(&mut self, events: Option<&Events>) {
+        let memory = &self.memory;
+        serve_queues(&mut self.queues, events, memory, &self.interrupt, |chain| {
+            fill(chain, memory)
+        });
+    }
+}
+
 /// Fills the chain's writable buffers with random bytes; returns how many.
 fn fill(chain: Chain<'_>, memory: &GuestMemory) -> u32 {
     let mut written = 0usize;
-    let mut bytes = vec![0u8; MAX_REQUEST];
     for desc in chain.writable() {
         let want = (desc.len() as usize).min(MAX_REQUEST - written);
         if want == 0 {
             break;
         }
-        let buf = &mut bytes[..want];
-        if getrandom(buf).is_err()
+        // Sized to what the driver asked for, not MAX_REQUEST every time.
+        let mut buf = vec![0u8; want];
+        if getrandom(&mut buf).is_err()
             || memory
-                .write_slice(buf, GuestAddress(desc.addr().0))
+                .write_slice(&buf, GuestAddress(desc.addr().0))
                 .is_err()
         {
             break;
@@ -110,18 +119,11 @@ fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
 
 impl MutEventSubscriber for RngHandler {
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
-        let memory = &self.memory;
-        if let Some(active) = queue_of(&mut self.queues, &events) {
-            serve_queue(active, memory, &self.interrupt, |chain| fill(chain, memory));
-        }
+        self.serve(Some(&events));
     }
 
     fn init(&mut self, ops: &mut EventOps) {
         watch_queues(&self.queues, ops);
-        // Buffers the driver posted before its first notification.
-        let memory = &self.memory;
-        for active in &mut self.queues {
-            serve_queue(active, memory, &self.interrupt, |chain| fill(chain, memory));
-        }
+        self.serve(None);
     }
 }

@@ -14,7 +14,7 @@ use super::request::{parse, Request, RequestKind, Segment, SECTOR};
 use super::SERIAL_LEN;
 use crate::device::ActiveQueue;
 use crate::interrupt::VirtioInterrupt;
-use crate::queue::{queue_of, serve_queue, watch_queues, Chain};
+use crate::queue::{serve_queues, watch_queues, Chain};
 
 /// Request status: done.
 const S_OK: u8 = 0;
@@ -160,19 +160,11 @@ impl BlockHandler {
     }
 
     fn serve_all(&mut self, which: Option<&Events>) {
+        // Out of `self` while its chains are served: serving borrows the rest of it.
         let mut queues = std::mem::take(&mut self.queues);
-        match which {
-            Some(events) => {
-                if let Some(active) = queue_of(&mut queues, events) {
-                    serve_queue(active, &self.memory, &self.interrupt, |c| self.serve(c));
-                }
-            }
-            None => {
-                for active in &mut queues {
-                    serve_queue(active, &self.memory, &self.interrupt, |c| self.serve(c));
-                }
-            }
-        }
+        serve_queues(&mut queues, which, &self.memory, &self.interrupt, |c| {
+            self.serve(c)
+        });
         self.queues = queues;
     }
 }
