@@ -272,22 +272,19 @@ impl VirtioPci {
     /// A write landed in the PCI configuration access capability's data field:
     /// forward it to the BAR it names.
     fn pci_cfg_access(&mut self, write: bool) {
-        let cap = self.pci_cfg_cap;
-        let le32 = |c: &PciConfig, at: usize| {
-            u32::from_le_bytes([c.byte(at), c.byte(at + 1), c.byte(at + 2), c.byte(at + 3)])
-        };
-        let (bar, offset, length) = (
-            self.config.byte(cap + 4),
-            le32(&self.config, cap + 8),
-            le32(&self.config, cap + 12),
-        );
+        // Capabilities start on register boundaries: bar, offset, length and data
+        // are registers 1 to 4 of this one.
+        let reg = self.pci_cfg_cap / 4;
+        let bar = self.config.read_reg(reg + 1) as u8;
+        let (offset, length) = (self.config.read_reg(reg + 2), self.config.read_reg(reg + 3));
         if bar != 0 || !matches!(length, 1 | 2 | 4) || offset % length != 0 {
             return;
         }
         let len = length as usize;
+        let cap = self.pci_cfg_cap;
         if write {
-            let bytes: Vec<u8> = (0..len).map(|k| self.config.byte(cap + 16 + k)).collect();
-            self.write_bar0(u64::from(offset), &bytes);
+            let data = self.config.read_reg(reg + 4).to_le_bytes();
+            self.write_bar0(u64::from(offset), &data[..len]);
         } else {
             let mut bytes = [0u8; 4];
             self.read_bar0(u64::from(offset), &mut bytes[..len]);
@@ -357,11 +354,10 @@ impl PciDevice for VirtioPci {
 
     fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]) {
         self.config.write(reg, offset, data);
-        let at = reg * 4 + offset;
-        let control = self.msix_cap + msix::CONTROL_OFFSET;
-        if (control..control + 2).contains(&at) || (at..at + data.len()).contains(&(control + 1)) {
-            let word =
-                u16::from_le_bytes([self.config.byte(control), self.config.byte(control + 1)]);
+        // The message control word is the upper half of the capability's first
+        // register (capabilities start on register boundaries).
+        if reg == self.msix_cap / 4 && offset + data.len() > msix::CONTROL_OFFSET {
+            let word = (self.config.read_reg(reg) >> 16) as u16;
             self.interrupt.msix().control_written(word);
         }
         if reg == (self.pci_cfg_cap + 16) / 4 {
