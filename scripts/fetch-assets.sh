@@ -70,8 +70,10 @@ fetch_modules() {
 # A busybox initramfs at $1, with the virtio modules if $2 is "virtio".
 build_initramfs() {
     local init="$root/guests/initramfs/init" out="$1" work
-    # Rebuilt when the init script or busybox is newer than the image.
-    if [ -s "$out" ] && [ "$out" -nt "$init" ] && [ "$out" -nt /bin/busybox ] \
+    local dhcp="$root/guests/initramfs/udhcpc.script"
+    # Rebuilt when the init script, the DHCP hook or busybox is newer than the image.
+    if [ -s "$out" ] && [ "$out" -nt "$init" ] && [ "$out" -nt "$dhcp" ] \
+        && [ "$out" -nt /bin/busybox ] \
         && { [ "$2" != virtio ] || [ "$out" -nt "$cache/modules/load" ]; }; then
         return 0
     fi
@@ -80,7 +82,9 @@ build_initramfs() {
     mkdir -p "$work"/{bin,dev,proc,sys,tmp}
     cp /bin/busybox "$work/bin/busybox"
     cp "$init" "$work/init"
-    chmod 755 "$work/init" "$work/bin/busybox"
+    mkdir -p "$work/etc/udhcpc"
+    cp "$dhcp" "$work/etc/udhcpc/default.script"
+    chmod 755 "$work/init" "$work/bin/busybox" "$work/etc/udhcpc/default.script"
     if [ "$2" = virtio ]; then
         mkdir -p "$work/lib"
         cp -r "$cache/modules" "$work/lib/modules"

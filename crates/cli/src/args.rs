@@ -8,7 +8,7 @@ use gasang_memory::{host_total_memory, MemorySize, MemorySizeError};
 use gasang_vcpu::{CpuTopology, TopologyError};
 use gasang_vmm::{PciDevicesConfig, RebootAction, VmConfig};
 
-use crate::options::{parse_disk, OptionError};
+use crate::options::{parse_disk, parse_net, OptionError};
 
 /// The kernel command line when none is given: the serial console, and no reboot
 /// loop after a panic (gasang reports the panic instead).
@@ -99,6 +99,10 @@ pub struct RunArgs {
     /// the guest sees /dev/vda, /dev/vdb, ... in this order.
     #[arg(long, value_name = "PATH[,OPTIONS]")]
     pub disk: Vec<String>,
+    /// A virtio-net card: `user` (passt: DHCP, DNS, outbound TCP and UDP, no root) or
+    /// `tap=NAME` (an existing tap device), then [,mac=MAC]. Repeatable.
+    #[arg(long, value_name = "user|tap=NAME[,mac=MAC]")]
+    pub net: Vec<String>,
     /// A virtio-rng entropy source, fed by the host's getrandom.
     #[arg(long)]
     pub rng: bool,
@@ -113,9 +117,11 @@ pub enum ArgsError {
     /// --vcpus.
     #[error("invalid --vcpus")]
     Vcpus(#[source] TopologyError),
-    /// --disk.
-    #[error("invalid --disk {arg}")]
-    Disk {
+    /// A device option: --disk, --net, ...
+    #[error("invalid --{flag} {arg}")]
+    Device {
+        /// The option.
+        flag: &'static str,
         /// The value given.
         arg: String,
         /// What is wrong with it.
@@ -133,16 +139,8 @@ impl RunArgs {
             None => memory,
         };
         let topology = CpuTopology::new(self.vcpus).map_err(ArgsError::Vcpus)?;
-        let disks = self
-            .disk
-            .iter()
-            .map(|arg| {
-                parse_disk(arg).map_err(|source| ArgsError::Disk {
-                    arg: arg.clone(),
-                    source,
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let disks = device_list("disk", &self.disk, parse_disk)?;
+        let nets = device_list("net", &self.net, parse_net)?;
         Ok(VmConfig {
             memory,
             topology,
@@ -157,8 +155,26 @@ impl RunArgs {
             },
             devices: PciDevicesConfig {
                 disks,
+                nets,
                 rng: self.rng,
             },
         })
     }
+}
+
+/// Parses each value of a repeatable device option.
+fn device_list<T>(
+    flag: &'static str,
+    args: &[String],
+    parse: impl Fn(&str) -> Result<T, OptionError>,
+) -> Result<Vec<T>, ArgsError> {
+    args.iter()
+        .map(|arg| {
+            parse(arg).map_err(|source| ArgsError::Device {
+                flag,
+                arg: arg.clone(),
+                source,
+            })
+        })
+        .collect()
 }

@@ -1,8 +1,12 @@
-//! The comma-separated device options: `--disk PATH[,key=value]...`.
+//! The comma-separated device options: `--disk PATH[,key=value]...`,
+//! `--net user|tap=NAME[,mac=MAC]`.
 
 use std::path::PathBuf;
 
-use gasang_vmm::BlockConfig;
+use gasang_vmm::{BlockConfig, NetBackendConfig, NetConfig};
+
+const DISK_KEYS: &str = "readonly=on|off, serial=ID";
+const NET_KEYS: &str = "mac=52:54:00:12:34:56";
 
 /// A device option is unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -11,8 +15,16 @@ pub enum OptionError {
     #[error("no image path")]
     NoPath,
     /// A `key` without `=value`, or a key gasang does not know.
-    #[error("unknown option '{0}' (known: readonly=on|off, serial=ID)")]
-    UnknownKey(String),
+    #[error("unknown option '{key}' (known: {known})")]
+    UnknownKey {
+        /// What was given.
+        key: String,
+        /// What the device takes.
+        known: &'static str,
+    },
+    /// `--net` without `user` or `tap=NAME` first.
+    #[error("'{0}' is not a network back end (use user or tap=NAME)")]
+    NetBackend(String),
     /// A value the key does not take.
     #[error("'{key}={value}': {why}")]
     BadValue {
@@ -54,9 +66,7 @@ pub fn parse_disk(arg: &str) -> Result<BlockConfig, OptionError> {
         serial: None,
     };
     for part in parts {
-        let (key, value) = part
-            .split_once('=')
-            .ok_or_else(|| OptionError::UnknownKey(part.into()))?;
+        let (key, value) = key_value(part, DISK_KEYS)?;
         match key {
             "readonly" => disk.read_only = on_off(key, value)?,
             "serial" => {
@@ -70,10 +80,58 @@ pub fn parse_disk(arg: &str) -> Result<BlockConfig, OptionError> {
                 }
                 disk.serial = Some(value.into());
             }
-            _ => return Err(OptionError::UnknownKey(key.into())),
+            _ => return Err(unknown(key, DISK_KEYS)),
         }
     }
     Ok(disk)
+}
+
+fn unknown(key: &str, known: &'static str) -> OptionError {
+    OptionError::UnknownKey {
+        key: key.into(),
+        known,
+    }
+}
+
+fn key_value<'a>(part: &'a str, known: &'static str) -> Result<(&'a str, &'a str), OptionError> {
+    part.split_once('=').ok_or_else(|| unknown(part, known))
+}
+
+/// Parses `--net`'s value.
+pub fn parse_net(arg: &str) -> Result<NetConfig, OptionError> {
+    let mut parts = arg.split(',');
+    let first = parts.next().unwrap_or_default();
+    let backend = match first.split_once('=') {
+        None if first == "user" => NetBackendConfig::User,
+        Some(("tap", name)) if !name.is_empty() => NetBackendConfig::Tap { name: name.into() },
+        _ => return Err(OptionError::NetBackend(first.into())),
+    };
+    let mut net = NetConfig { backend, mac: None };
+    for part in parts {
+        let (key, value) = key_value(part, NET_KEYS)?;
+        match key {
+            "mac" => net.mac = Some(parse_mac(value)?),
+            _ => return Err(unknown(key, NET_KEYS)),
+        }
+    }
+    Ok(net)
+}
+
+/// Six hex pairs separated by colons, unicast (a guest NIC cannot own a group address).
+fn parse_mac(value: &str) -> Result<[u8; 6], OptionError> {
+    let why = "must be six hex pairs like 52:54:00:12:34:56, unicast";
+    let mut mac = [0u8; 6];
+    let mut pairs = value.split(':');
+    for byte in &mut mac {
+        let pair = pairs.next().filter(|p| p.len() == 2);
+        *byte = pair
+            .and_then(|p| u8::from_str_radix(p, 16).ok())
+            .ok_or_else(|| bad("mac", value, why))?;
+    }
+    if pairs.next().is_some() || mac[0] & 1 != 0 {
+        return Err(bad("mac", value, why));
+    }
+    Ok(mac)
 }
 
 #[cfg(test)]
@@ -94,11 +152,11 @@ mod tests {
         assert_eq!(parse_disk(",readonly=on"), Err(OptionError::NoPath));
         assert_eq!(
             parse_disk("a,colour=red"),
-            Err(OptionError::UnknownKey("colour".into()))
+            Err(unknown("colour", DISK_KEYS))
         );
         assert_eq!(
             parse_disk("a,readonly"),
-            Err(OptionError::UnknownKey("readonly".into()))
+            Err(unknown("readonly", DISK_KEYS))
         );
         assert!(matches!(
             parse_disk("a,readonly=maybe"),
@@ -108,5 +166,49 @@ mod tests {
             parse_disk("a,serial=012345678901234567890"),
             Err(OptionError::BadValue { .. })
         ));
+    }
+
+    #[test]
+    fn test_parse_net_back_ends_and_macs() {
+        let user = parse_net("user").unwrap();
+        assert_eq!((user.backend, user.mac), (NetBackendConfig::User, None));
+        let tap = parse_net("tap=tap0,mac=52:54:00:AB:cd:01").unwrap();
+        assert_eq!(
+            tap.backend,
+            NetBackendConfig::Tap {
+                name: "tap0".into()
+            }
+        );
+        assert_eq!(tap.mac, Some([0x52, 0x54, 0, 0xab, 0xcd, 1]));
+    }
+
+    #[test]
+    fn test_parse_net_refuses_bad_values() {
+        for arg in ["", "tap", "tap=", "slirp", "bridge=br0"] {
+            assert_eq!(
+                parse_net(arg),
+                Err(OptionError::NetBackend(
+                    arg.split(',').next().unwrap().into()
+                )),
+                "{arg}"
+            );
+        }
+        for mac in [
+            "52:54:00:12:34",
+            "52:54:00:12:34:56:78",
+            "01:00:5e:00:00:01",
+            "52-54-00-12-34-56",
+            "52:54:00:12:34:5g",
+            "52:54:00:12:34:567",
+        ] {
+            assert!(
+                matches!(
+                    parse_net(&format!("user,mac={mac}")),
+                    Err(OptionError::BadValue { .. })
+                ),
+                "{mac}"
+            );
+        }
+        assert_eq!(parse_net("user,vlan=3"), Err(unknown("vlan", NET_KEYS)));
     }
 }

@@ -280,3 +280,67 @@ fn test_bad_disk_locked_by_another_process() {
     std::fs::remove_file(&image).unwrap();
     assert_one_line_error(&out, 2, "is in use by another process");
 }
+
+#[test]
+fn test_bad_net_back_end_and_mac() {
+    let out = run_pvh(&["--net", "slirp"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "'slirp' is not a network back end (use user or tap=NAME)",
+    );
+    let out = run_pvh(&["--net", "user,mac=01:00:5e:00:00:01"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "must be six hex pairs like 52:54:00:12:34:56, unicast",
+    );
+    let out = run_pvh(&["--net", "user,mac=52:54:00:12:34"]);
+    assert_one_line_error(&out, 2, "'mac=52:54:00:12:34'");
+    let out = run_pvh(&["--net", "tap=t0,queues=4"]);
+    assert_one_line_error(&out, 2, "unknown option 'queues'");
+}
+
+#[test]
+fn test_bad_net_tap_missing_not_a_tap_or_not_permitted() {
+    common::netns::enter_new_netns();
+    let out = run_pvh(&["--net", "tap=gtap9"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "there is no tap device 'gtap9' (create one with: ip tuntap add gtap9 mode tap)",
+    );
+    let out = run_pvh(&["--net", "tap=lo"]);
+    assert_one_line_error(&out, 2, "'lo' is not a single-queue tap device");
+    // A tap that belongs to root, opened by nobody.
+    common::netns::sh("ip tuntap add gtap8 mode tap");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_gasang"))
+        .args(["run", "--net", "tap=gtap8", "--kernel"])
+        .arg(pvh_guest())
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, 2, "cannot open tap device 'gtap8': ");
+    // EACCES where /dev/net/tun is root's alone, EPERM from TUNSETIFF where it is not.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Permission denied") || stderr.contains("Operation not permitted"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn test_bad_net_user_without_passt() {
+    let out = gasang()
+        .env("PATH", "/nonexistent")
+        .args(["run", "--net", "user", "--kernel"])
+        .arg(pvh_guest())
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        &out,
+        2,
+        "user networking needs passt, which is not installed (install the package 'passt')",
+    );
+}

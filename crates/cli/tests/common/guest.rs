@@ -66,7 +66,12 @@ impl Guest {
             }
             if Instant::now() > deadline || self.child.try_wait().unwrap().is_some() {
                 let _ = self.child.kill();
-                panic!("no {times}x '{marker}' on the console:\n{seen}");
+                let _ = self.child.wait();
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                }
+                panic!("no {times}x '{marker}' on the console:\n{seen}\nstderr:\n{stderr}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -107,4 +112,39 @@ pub fn value<'a>(console: &'a str, key: &str) -> &'a str {
         .filter_map(|l| l.trim().strip_prefix(&prefix))
         .find(|v| !v.starts_with('$'))
         .unwrap_or_else(|| panic!("no {key}= in:\n{console}"))
+}
+
+/// The virtio initramfs with guests/vm-tests/xfer.c (built static) as /bin/xfer: a
+/// second cpio archive appended to the first, which the kernel unpacks over it.
+pub fn initrd_with_xfer() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = super::root();
+            let dir = root.join("target/vm-tests");
+            std::fs::create_dir_all(dir.join("bin")).unwrap();
+            let status = std::process::Command::new("cc")
+                .args(["-O2", "-static", "-Wall", "-o"])
+                .arg(dir.join("bin/xfer"))
+                .arg(root.join("guests/vm-tests/xfer.c"))
+                .status()
+                .expect("gcc is needed to build the guest's test program");
+            assert!(status.success(), "cannot build guests/vm-tests/xfer.c");
+            let tmp = dir.join(format!("initrd-xfer.img.{}", std::process::id()));
+            let out = dir.join("initrd-xfer.img");
+            let script = format!(
+                "cat '{}' > '{out}' && cd '{}' && echo bin/xfer | /bin/busybox cpio -o -H newc >> '{out}'",
+                asset("initrd-virtio.img").display(),
+                dir.display(),
+                out = tmp.display(),
+            );
+            let status = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .status()
+                .unwrap();
+            assert!(status.success(), "cannot append xfer to the initramfs");
+            std::fs::rename(&tmp, &out).unwrap();
+            out
+        })
+        .clone()
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 pub mod guest;
+pub mod netns;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,7 @@
 pub mod block;
 mod device;
 mod interrupt;
+pub mod net;
 mod queue;
 pub mod rng;
 mod transport;

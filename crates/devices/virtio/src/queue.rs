@@ -15,12 +15,13 @@ pub type Chain<'a> = DescriptorChain<&'a GuestMemory>;
 static RING_LOG: RateLimit = RateLimit::new(10, 10);
 
 /// Serves every chain available on `active`, calling `serve` for each: it returns the
-/// bytes it wrote into the chain. On a broken ring the device needs a reset.
-fn serve_queue(
+/// bytes it wrote into the chain, or `None` to leave the chain (and those after it)
+/// on the ring until the device can take it. On a broken ring the device needs a reset.
+pub fn serve_queue(
     active: &mut ActiveQueue,
     memory: &GuestMemory,
     interrupt: &VirtioInterrupt,
-    mut serve: impl FnMut(Chain<'_>) -> u32,
+    mut serve: impl FnMut(Chain<'_>) -> Option<u32>,
 ) {
     let served = match try_serve(active, memory, &mut serve) {
         Ok(served) => served,
@@ -48,18 +49,22 @@ fn serve_queue(
 fn try_serve(
     active: &mut ActiveQueue,
     memory: &GuestMemory,
-    serve: &mut impl FnMut(Chain<'_>) -> u32,
+    serve: &mut impl FnMut(Chain<'_>) -> Option<u32>,
 ) -> Result<usize, virtio_queue::Error> {
     let mut served = 0;
     loop {
         active.queue.disable_notification(memory)?;
+        let mut pass = 0;
         // `iter` checks the available index against the ring size first.
-        let chains: Vec<Chain<'_>> = active.queue.iter(memory)?.collect();
-        let pass = chains.len();
-        for chain in chains {
+        while let Some(chain) = active.queue.iter(memory)?.next() {
             let head = chain.head_index();
-            let written = serve(chain);
+            let Some(written) = serve(chain) else {
+                // Left for later: the device resumes here when it can.
+                active.queue.go_to_previous_position();
+                return Ok(served + pass);
+            };
             active.queue.add_used(memory, head, written)?;
+            pass += 1;
         }
         served += pass;
         if !active.queue.enable_notification(memory)? {
@@ -91,6 +96,7 @@ pub fn serve_queues(
     interrupt: &VirtioInterrupt,
     mut serve: impl FnMut(Chain<'_>) -> u32,
 ) {
+    let mut serve = |chain: Chain<'_>| Some(serve(chain));
     let which = match events {
         Some(events) => {
             let k = events.data() as usize;

@@ -98,7 +98,7 @@ fn fill(chain: Chain<'_>, memory: &GuestMemory) -> u32 {
     written as u32
 }
 
-fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+pub(crate) fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         let rest = &mut buf[done..];

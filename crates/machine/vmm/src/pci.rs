@@ -14,6 +14,7 @@ use gasang_pci::{
 };
 use gasang_vcpu::{AccelError, AccelVm};
 use gasang_virtio::block::{Block, BlockConfig, DiskError};
+use gasang_virtio::net::{Net, NetConfig, NetError};
 use gasang_virtio::rng::Rng;
 use gasang_virtio::{layout, VirtioDevice, VirtioPci, VirtioPciError};
 use vm_allocator::{AddressAllocator, AllocPolicy};
@@ -32,6 +33,9 @@ pub enum PciError {
     /// A disk image is unusable.
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// A network back end is unusable.
+    #[error(transparent)]
+    Net(#[from] NetError),
     /// The transport could not be built.
     #[error("cannot create a virtio device")]
     Transport(#[from] VirtioPciError),
@@ -51,6 +55,8 @@ pub enum PciError {
 pub struct PciDevicesConfig {
     /// virtio-blk disks, in order: /dev/vda, /dev/vdb, ...
     pub disks: Vec<BlockConfig>,
+    /// virtio-net cards, in order: eth0 (or enp0s...), ...
+    pub nets: Vec<NetConfig>,
     /// A virtio-rng device.
     pub rng: bool,
 }
@@ -58,7 +64,7 @@ pub struct PciDevicesConfig {
 impl PciDevicesConfig {
     /// Whether the machine needs a PCI bus at all.
     pub fn any(&self) -> bool {
-        !self.disks.is_empty() || self.rng
+        !self.disks.is_empty() || !self.nets.is_empty() || self.rng
     }
 }
 
@@ -169,6 +175,9 @@ pub fn attach(
     let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
     for disk in &config.disks {
         devices.push(Box::new(Block::new(disk, queues)?));
+    }
+    for net in &config.nets {
+        devices.push(Box::new(Net::new(net)?));
     }
     if config.rng {
         devices.push(Box::new(Rng::default()));
