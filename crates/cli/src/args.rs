@@ -8,7 +8,7 @@ use gasang_memory::{host_total_memory, MemorySize, MemorySizeError};
 use gasang_vcpu::{CpuTopology, TopologyError};
 use gasang_vmm::{PciDevicesConfig, RebootAction, VmConfig};
 
-use crate::options::{parse_disk, parse_net, OptionError};
+use crate::options::{parse_disk, parse_net, parse_vsock, OptionError};
 
 /// The kernel command line when none is given: the serial console, and no reboot
 /// loop after a panic (gasang reports the panic instead).
@@ -71,6 +71,15 @@ pub enum OnReboot {
     Restart,
 }
 
+/// Where the terminal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConsoleKind {
+    /// The 8250 UART (ttyS0): every byte traps to gasang.
+    Serial,
+    /// A virtio-console port (hvc0): bytes travel in rings.
+    Virtio,
+}
+
 /// `gasang run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -80,9 +89,10 @@ pub struct RunArgs {
     /// An initial ramdisk.
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
-    /// The kernel command line.
-    #[arg(long, value_name = "STR", default_value = DEFAULT_CMDLINE)]
-    pub cmdline: String,
+    /// The kernel command line [default: "console=ttyS0 panic=-1", with
+    /// --console virtio "console=hvc0 panic=-1"].
+    #[arg(long, value_name = "STR")]
+    pub cmdline: Option<String>,
     /// Guest memory: a number with an optional K, M, G or T suffix (a bare number is MiB).
     #[arg(long, value_name = "SIZE", default_value = "512M")]
     pub memory: String,
@@ -103,6 +113,15 @@ pub struct RunArgs {
     /// `tap=NAME` (an existing tap device), then [,mac=MAC]. Repeatable.
     #[arg(long, value_name = "user|tap=NAME[,mac=MAC]")]
     pub net: Vec<String>,
+    /// The terminal: the serial port, or a virtio-console port (the guest needs
+    /// console=hvc0, the default command line then).
+    #[arg(long, value_enum, default_value_t = ConsoleKind::Serial)]
+    pub console: ConsoleKind,
+    /// A virtio-vsock device: the guest's CID (3 or more) and the host's UNIX socket.
+    /// Host programs connect to PATH and write `CONNECT <port>\n`; the guest's
+    /// connections to host port P arrive at PATH_P.
+    #[arg(long, value_name = "cid=N,socket=PATH")]
+    pub vsock: Option<String>,
     /// A virtio-rng entropy source, fed by the host's getrandom.
     #[arg(long)]
     pub rng: bool,
@@ -141,13 +160,17 @@ impl RunArgs {
         let topology = CpuTopology::new(self.vcpus).map_err(ArgsError::Vcpus)?;
         let disks = device_list("disk", &self.disk, parse_disk)?;
         let nets = device_list("net", &self.net, parse_net)?;
+        let vsock = device_list("vsock", self.vsock.as_slice(), parse_vsock)?.pop();
         Ok(VmConfig {
             memory,
             topology,
             boot: BootConfig {
                 kernel: self.kernel.clone(),
                 initrd: self.initrd.clone(),
-                cmdline: self.cmdline.clone(),
+                cmdline: self.cmdline.clone().unwrap_or_else(|| match self.console {
+                    ConsoleKind::Serial => DEFAULT_CMDLINE.into(),
+                    ConsoleKind::Virtio => DEFAULT_CMDLINE.replace("ttyS0", "hvc0"),
+                }),
             },
             on_reboot: match self.on_reboot {
                 OnReboot::Exit => RebootAction::Exit,
@@ -157,6 +180,8 @@ impl RunArgs {
                 disks,
                 nets,
                 rng: self.rng,
+                virtio_console: self.console == ConsoleKind::Virtio,
+                vsock,
             },
         })
     }

@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
-use gasang_vmm::{BlockConfig, NetBackendConfig, NetConfig};
+use gasang_vmm::{BlockConfig, NetBackendConfig, NetConfig, VsockConfig, MIN_GUEST_CID};
 
 const DISK_KEYS: &str = "readonly=on|off, serial=ID";
 const NET_KEYS: &str = "mac=52:54:00:12:34:56";
+const VSOCK_KEYS: &str = "cid=N, socket=PATH";
 
 /// A device option is unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -22,6 +23,9 @@ pub enum OptionError {
         /// What the device takes.
         known: &'static str,
     },
+    /// `--vsock` without one of its keys.
+    #[error("missing {0}=")]
+    Missing(&'static str),
     /// `--net` without `user` or `tap=NAME` first.
     #[error("'{0}' is not a network back end (use user or tap=NAME)")]
     NetBackend(String),
@@ -117,6 +121,31 @@ pub fn parse_net(arg: &str) -> Result<NetConfig, OptionError> {
     Ok(net)
 }
 
+/// Parses `--vsock`'s value.
+pub fn parse_vsock(arg: &str) -> Result<VsockConfig, OptionError> {
+    let (mut cid, mut socket) = (None, None);
+    for part in arg.split(',') {
+        let (key, value) = key_value(part, VSOCK_KEYS)?;
+        match key {
+            "cid" => {
+                let why = "must be a number from 3 to 4294967294 (0 to 2 are reserved)";
+                let n: u64 = value.parse().map_err(|_| bad(key, value, why))?;
+                if !(MIN_GUEST_CID..u64::from(u32::MAX)).contains(&n) {
+                    return Err(bad(key, value, why));
+                }
+                cid = Some(n);
+            }
+            "socket" if !value.is_empty() => socket = Some(PathBuf::from(value)),
+            "socket" => return Err(bad(key, value, "must be a path")),
+            _ => return Err(unknown(key, VSOCK_KEYS)),
+        }
+    }
+    Ok(VsockConfig {
+        cid: cid.ok_or(OptionError::Missing("cid"))?,
+        socket: socket.ok_or(OptionError::Missing("socket"))?,
+    })
+}
+
 /// Six hex pairs separated by colons, unicast (a guest NIC cannot own a group address).
 fn parse_mac(value: &str) -> Result<[u8; 6], OptionError> {
     let why = "must be six hex pairs like 52:54:00:12:34:56, unicast";
@@ -210,5 +239,24 @@ mod tests {
             );
         }
         assert_eq!(parse_net("user,vlan=3"), Err(unknown("vlan", NET_KEYS)));
+    }
+
+    #[test]
+    fn test_parse_vsock() {
+        let v = parse_vsock("cid=3,socket=/run/vm1.vsock").unwrap();
+        assert_eq!((v.cid, v.socket), (3, PathBuf::from("/run/vm1.vsock")));
+        for cid in ["0", "2", "-1", "x", "4294967295"] {
+            let arg = format!("cid={cid},socket=/s");
+            assert!(
+                matches!(parse_vsock(&arg), Err(OptionError::BadValue { .. })),
+                "{cid}"
+            );
+        }
+        assert_eq!(parse_vsock("cid=3"), Err(OptionError::Missing("socket")));
+        assert_eq!(parse_vsock("socket=/s"), Err(OptionError::Missing("cid")));
+        assert_eq!(
+            parse_vsock("cid=3,socket=/s,port=1"),
+            Err(unknown("port", VSOCK_KEYS))
+        );
     }
 }

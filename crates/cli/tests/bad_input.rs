@@ -344,3 +344,38 @@ fn test_bad_net_user_without_passt() {
         "user networking needs passt, which is not installed (install the package 'passt')",
     );
 }
+
+#[test]
+fn test_bad_vsock_cid_and_socket_in_use() {
+    let out = run_pvh(&["--vsock", "cid=2,socket=/tmp/x.vsock"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "'cid=2': must be a number from 3 to 4294967294 (0 to 2 are reserved)",
+    );
+    let out = run_pvh(&["--vsock", "cid=3"]);
+    assert_one_line_error(&out, 2, "invalid --vsock cid=3: missing socket=");
+    // A socket another process listens on is in use; a regular file is not ours to
+    // replace either.
+    let path = std::env::temp_dir().join(format!("gasang-bad-{}.vsock", std::process::id()));
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let arg = format!("cid=3,socket={}", path.display());
+    let out = run_pvh(&["--vsock", &arg]);
+    assert_one_line_error(
+        &out,
+        2,
+        &format!("the vsock socket {} is in use", path.display()),
+    );
+    drop(listener);
+    std::fs::remove_file(&path).unwrap();
+    let file = temp("plain.vsock", b"data");
+    let arg = format!("cid=3,socket={}", file.display());
+    let out = run_pvh(&["--vsock", &arg]);
+    assert_one_line_error(&out, 2, "is in use");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"data",
+        "the file is left alone"
+    );
+    std::fs::remove_file(&file).unwrap();
+}

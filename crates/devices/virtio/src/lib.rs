@@ -8,12 +8,14 @@
 //! - The rings are walked by the rust-vmm `virtio-queue` crate.
 
 pub mod block;
+pub mod console;
 mod device;
 mod interrupt;
 pub mod net;
 mod queue;
 pub mod rng;
 mod transport;
+pub mod vsock;
 pub mod worker;
 
 pub use device::{

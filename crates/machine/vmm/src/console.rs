@@ -1,4 +1,5 @@
-//! The serial console on the terminal: stdout gets guest output, stdin feeds the UART.
+//! The console on the terminal: stdout gets guest output, stdin feeds the UART, or
+//! with `--console virtio` the virtio-console port.
 //!
 //! On a TTY, stdin is put in raw mode (so Ctrl-C reaches the guest) and Ctrl-A X quits,
 //! as in QEMU; Ctrl-A Ctrl-A sends one Ctrl-A. Otherwise stdin is a plain pipe.
@@ -8,7 +9,9 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
+use gasang_bus::lock;
 use gasang_legacy::Serial;
+use gasang_virtio::console::ConsolePortInput;
 
 use crate::exit::{ExitLatch, ExitReason};
 
@@ -82,10 +85,10 @@ impl Console {
         Box::new(FlushingStdout)
     }
 
-    /// The stdin subscriber feeding `serial`.
-    pub fn input(&self, serial: Arc<Mutex<Serial>>, exit: Arc<ExitLatch>) -> ConsoleInput {
+    /// The stdin subscriber feeding `sink`.
+    pub fn input(&self, sink: Box<dyn InputSink>, exit: Arc<ExitLatch>) -> ConsoleInput {
         ConsoleInput {
-            serial,
+            sink,
             exit,
             escapes: self.raw.is_some(),
             after_ctrl_a: false,
@@ -109,9 +112,27 @@ impl Write for FlushingStdout {
     }
 }
 
+/// The device the terminal types into.
+pub trait InputSink: Send {
+    /// Hands `bytes` to the guest.
+    fn send(&self, bytes: &[u8]);
+}
+
+impl InputSink for Arc<Mutex<Serial>> {
+    fn send(&self, bytes: &[u8]) {
+        lock(self).queue_input(bytes);
+    }
+}
+
+impl InputSink for Arc<ConsolePortInput> {
+    fn send(&self, bytes: &[u8]) {
+        self.push(bytes);
+    }
+}
+
 /// Reads stdin on the VMM thread.
 pub struct ConsoleInput {
-    serial: Arc<Mutex<Serial>>,
+    sink: Box<dyn InputSink>,
     exit: Arc<ExitLatch>,
     escapes: bool,
     after_ctrl_a: bool,
@@ -164,10 +185,7 @@ impl MutEventSubscriber for ConsoleInput {
             return;
         }
         let input = self.filter(&buf[..n]);
-        self.serial
-            .lock()
-            .expect("serial lock poisoned")
-            .queue_input(&input);
+        self.sink.send(&input);
     }
 
     fn init(&mut self, ops: &mut EventOps) {
@@ -200,7 +218,7 @@ mod tests {
         let exit = Arc::new(ExitLatch::new().unwrap());
         let serial = Serial::new(Box::new(gasang_bus::NoIrq), Box::new(std::io::sink()));
         let input = ConsoleInput {
-            serial: Arc::new(Mutex::new(serial)),
+            sink: Box::new(Arc::new(Mutex::new(serial))),
             exit: exit.clone(),
             escapes,
             after_ctrl_a: false,

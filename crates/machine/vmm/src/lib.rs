@@ -23,6 +23,7 @@ pub use devices::acpi_machine;
 pub use exit::ExitReason;
 pub use gasang_virtio::block::BlockConfig;
 pub use gasang_virtio::net::{NetBackendConfig, NetConfig};
+pub use gasang_virtio::vsock::{VsockConfig, MIN_GUEST_CID};
 pub use machine::{run, VmmError};
 pub use pci::host as pci_host;
 pub use vcpus::error_chain;

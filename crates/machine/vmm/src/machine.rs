@@ -8,8 +8,8 @@ use gasang_memory::{create_guest_memory, ram_ranges};
 use gasang_vcpu::{AccelError, Accelerator};
 
 use crate::config::{RebootAction, VmConfig};
-use crate::console::Console;
-use crate::devices::{self, LegacyDevices};
+use crate::console::{Console, ConsoleInput, InputSink};
+use crate::devices;
 use crate::exit::{ExitLatch, ExitReason};
 use crate::io::MachineIo;
 use crate::pci;
@@ -88,17 +88,22 @@ fn run_once(
         console.output(),
         config.memory,
     )?;
-    // Held until the machine stops: dropping it stops the devices' threads.
     let queues = u16::try_from(config.topology.vcpus()).unwrap_or(u16::MAX);
+    let virtio = pci::create_devices(&config.devices, queues, || console.output())?;
+    // Held until the machine stops: dropping it stops the devices' threads.
     let _pci = pci_host
-        .map(|host| pci::attach(&io, &vm, &memory, &config.devices, &host, queues))
+        .map(|host| pci::attach(&io, &vm, &memory, &host, virtio.devices))
         .transpose()?;
+    let input: Box<dyn InputSink> = match virtio.console_input {
+        Some(port) => Box::new(port),
+        None => Box::new(legacy.serial.clone()),
+    };
     let vcpus = (0..config.topology.vcpus())
         .map(|index| vm.create_vcpu(index, &boot))
         .collect::<Result<Vec<_>, _>>()?;
     let threads = VcpuThreads::spawn(vcpus, &io, &exit)?;
     tracing::debug!("{} vCPU threads started", config.topology.vcpus());
-    let looped = event_loop(&exit, &legacy, console, signals);
+    let looped = event_loop(&exit, console.input(input, exit.clone()), signals);
     threads.stop();
     tracing::debug!("{} guest accesses reached no device", io.unknown_accesses());
     looped?;
@@ -112,14 +117,12 @@ type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 /// The VMM thread: console input and signals until the machine stops.
 fn event_loop(
     exit: &Arc<ExitLatch>,
-    legacy: &LegacyDevices,
-    console: &Console,
+    input: ConsoleInput,
     signals: &Signals,
 ) -> Result<(), VmmError> {
     let mut events = EventManager::<Subscriber>::new().map_err(VmmError::EventLoop)?;
     events.add_subscriber(Arc::new(Mutex::new(ExitWatcher(exit.clone()))));
     events.add_subscriber(Arc::new(Mutex::new(signals.subscriber(exit.clone()))));
-    let input = console.input(legacy.serial.clone(), exit.clone());
     events.add_subscriber(Arc::new(Mutex::new(input)));
     while exit.reason().is_none() {
         events.run().map_err(VmmError::EventLoop)?;

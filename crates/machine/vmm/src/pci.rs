@@ -14,8 +14,10 @@ use gasang_pci::{
 };
 use gasang_vcpu::{AccelError, AccelVm};
 use gasang_virtio::block::{Block, BlockConfig, DiskError};
+use gasang_virtio::console::{ConsolePortInput, VirtioConsole};
 use gasang_virtio::net::{Net, NetConfig, NetError};
 use gasang_virtio::rng::Rng;
+use gasang_virtio::vsock::{Vsock, VsockConfig, VsockError};
 use gasang_virtio::{layout, VirtioDevice, VirtioPci, VirtioPciError};
 use vm_allocator::{AddressAllocator, AllocPolicy};
 
@@ -36,6 +38,12 @@ pub enum PciError {
     /// A network back end is unusable.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The vsock socket is unusable.
+    #[error(transparent)]
+    Vsock(#[from] VsockError),
+    /// The console device's eventfd could not be made.
+    #[error("cannot create the virtio console")]
+    Console(#[source] std::io::Error),
     /// The transport could not be built.
     #[error("cannot create a virtio device")]
     Transport(#[from] VirtioPciError),
@@ -59,12 +67,20 @@ pub struct PciDevicesConfig {
     pub nets: Vec<NetConfig>,
     /// A virtio-rng device.
     pub rng: bool,
+    /// The terminal on a virtio-console port (hvc0) instead of the serial port.
+    pub virtio_console: bool,
+    /// A virtio-vsock device.
+    pub vsock: Option<VsockConfig>,
 }
 
 impl PciDevicesConfig {
     /// Whether the machine needs a PCI bus at all.
     pub fn any(&self) -> bool {
-        !self.disks.is_empty() || !self.nets.is_empty() || self.rng
+        !self.disks.is_empty()
+            || !self.nets.is_empty()
+            || self.rng
+            || self.virtio_console
+            || self.vsock.is_some()
     }
 }
 
@@ -155,23 +171,20 @@ impl BarMapper for MmioMapper {
     }
 }
 
-/// Builds the PCI bus with `config`'s devices, as the ACPI tables describe `host`,
-/// and places its accessors.
-pub fn attach(
-    io: &Arc<MachineIo>,
-    vm: &Arc<dyn AccelVm>,
-    memory: &GuestMemory,
+/// The virtio devices of a machine, before they are on the bus.
+pub struct VirtioDevices {
+    /// In slot order.
+    pub devices: Vec<Box<dyn VirtioDevice>>,
+    /// The console port's input, when the terminal is on virtio-console.
+    pub console_input: Option<Arc<ConsolePortInput>>,
+}
+
+/// The virtio devices `config` asks for; a virtio console writes to `console_out`.
+pub fn create_devices(
     config: &PciDevicesConfig,
-    host: &PciHost,
     queues: u16,
-) -> Result<Arc<PciRoot>, PciError> {
-    let mapper = Arc::new(MmioMapper {
-        io: Arc::downgrade(io),
-        vm: vm.clone(),
-    });
-    let mut root = PciRoot::new(mapper);
-    let mut bars = AddressAllocator::new(host.mmio32.0, host.mmio32.1 - host.mmio32.0)
-        .map_err(|_| PciError::Full)?;
+    console_out: impl FnOnce() -> Box<dyn std::io::Write + Send>,
+) -> Result<VirtioDevices, PciError> {
     let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
     for disk in &config.disks {
         devices.push(Box::new(Block::new(disk, queues)?));
@@ -182,6 +195,37 @@ pub fn attach(
     if config.rng {
         devices.push(Box::new(Rng::default()));
     }
+    if let Some(vsock) = &config.vsock {
+        devices.push(Box::new(Vsock::new(vsock)?));
+    }
+    let mut console_input = None;
+    if config.virtio_console {
+        let console = VirtioConsole::new(console_out()).map_err(PciError::Console)?;
+        console_input = Some(console.input());
+        devices.push(Box::new(console));
+    }
+    Ok(VirtioDevices {
+        devices,
+        console_input,
+    })
+}
+
+/// Builds the PCI bus with `devices`, as the ACPI tables describe `host`, and places
+/// its accessors.
+pub fn attach(
+    io: &Arc<MachineIo>,
+    vm: &Arc<dyn AccelVm>,
+    memory: &GuestMemory,
+    host: &PciHost,
+    devices: Vec<Box<dyn VirtioDevice>>,
+) -> Result<Arc<PciRoot>, PciError> {
+    let mapper = Arc::new(MmioMapper {
+        io: Arc::downgrade(io),
+        vm: vm.clone(),
+    });
+    let mut root = PciRoot::new(mapper);
+    let mut bars = AddressAllocator::new(host.mmio32.0, host.mmio32.1 - host.mmio32.0)
+        .map_err(|_| PciError::Full)?;
     for (k, device) in devices.into_iter().enumerate() {
         let slot = k as u32 + 1;
         let vectors = (0..=device.queue_sizes().len())

@@ -1,0 +1,264 @@
+//! The host side of vsock, as Firecracker's hybrid vsock: a guest connection to host
+//! port P becomes a connection to the UNIX socket `<socket>_P`; a host program that
+//! connects to `<socket>` and writes `CONNECT P\n` reaches guest port P, and reads
+//! `OK <host port>\n` once the guest accepted.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use gasang_bus::RateLimit;
+
+use super::connection::{Connection, State};
+use super::packet::{Header, Op, HOST_CID};
+use super::VsockError;
+
+/// The first event token of a connection (lower ones are the device's own).
+pub const FIRST_TOKEN: u32 = 16;
+/// Host ports for host-initiated connections start here, clear of guest-chosen ones.
+const FIRST_LOCAL_PORT: u32 = 1 << 30;
+
+/// RSTs for strays held at most.
+const MAX_ORPHANS: usize = 1024;
+
+static VSOCK_LOG: RateLimit = RateLimit::new(10, 10);
+
+/// A socket the device thread must start or stop watching.
+#[derive(Debug)]
+pub enum Watch {
+    /// A new connection's socket, with its token.
+    Add(RawFd, u32),
+    /// A connection's socket: stop watching it, then close it.
+    Remove(UnixStream),
+}
+
+/// Connections and the listening socket.
+#[derive(Debug)]
+pub struct Muxer {
+    guest_cid: u64,
+    path: PathBuf,
+    listener: UnixListener,
+    conns: HashMap<u32, Connection>,
+    by_ports: HashMap<(u32, u32), u32>,
+    next_token: u32,
+    next_local_port: u32,
+    /// RSTs for packets that name no connection.
+    orphans: VecDeque<Header>,
+    /// Sockets to watch or forget, for the device thread.
+    pub watches: Vec<Watch>,
+}
+
+/// Binds `path`: a stale socket left by a dead process is replaced, a live one is not.
+pub fn bind(path: &Path) -> Result<UnixListener, VsockError> {
+    let in_use = || VsockError::InUse(path.to_path_buf());
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() || UnixStream::connect(path).is_ok() {
+                return Err(in_use());
+            }
+            std::fs::remove_file(path).map_err(|e| VsockError::Bind(path.into(), e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(VsockError::Bind(path.into(), e)),
+    }
+    let listener = UnixListener::bind(path).map_err(|e| VsockError::Bind(path.into(), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| VsockError::Bind(path.into(), e))?;
+    Ok(listener)
+}
+
+impl Muxer {
+    /// The host side for guest `guest_cid`, listening on `listener` (bound at `path`,
+    /// which the device removes when it goes).
+    pub fn new(guest_cid: u64, path: PathBuf, listener: UnixListener) -> Self {
+        Self {
+            guest_cid,
+            path,
+            listener,
+            conns: HashMap::new(),
+            by_ports: HashMap::new(),
+            next_token: FIRST_TOKEN,
+            next_local_port: FIRST_LOCAL_PORT,
+            orphans: VecDeque::new(),
+            watches: Vec::new(),
+        }
+    }
+
+    /// The listening socket's descriptor.
+    pub fn listener_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+
+    fn add(&mut self, conn: Connection) {
+        let token = self.next_token;
+        self.next_token = self.next_token.checked_add(1).unwrap_or(FIRST_TOKEN);
+        self.watches
+            .push(Watch::Add(conn.stream.as_raw_fd(), token));
+        self.by_ports
+            .insert((conn.local_port, conn.peer_port), token);
+        self.conns.insert(token, conn);
+    }
+
+    fn remove(&mut self, token: u32) {
+        if let Some(conn) = self.conns.remove(&token) {
+            self.watches.push(Watch::Remove(conn.stream));
+            self.by_ports.remove(&(conn.local_port, conn.peer_port));
+        }
+    }
+
+    /// Host programs connecting to the main socket.
+    pub fn accept(&mut self) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let port = self.free_local_port();
+            self.add(Connection::new(stream, port, 0, State::AwaitingConnect));
+        }
+    }
+
+    fn free_local_port(&mut self) -> u32 {
+        loop {
+            let port = self.next_local_port;
+            self.next_local_port = port.checked_add(1).unwrap_or(FIRST_LOCAL_PORT);
+            if !self.conns.values().any(|c| c.local_port == port) {
+                return port;
+            }
+        }
+    }
+
+    /// A connection's socket is ready.
+    pub fn socket_ready(&mut self, token: u32, readable: bool, writable: bool) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if writable {
+            conn.flush();
+        }
+        if !readable {
+            return;
+        }
+        conn.readable = true;
+        if conn.state != State::AwaitingConnect {
+            return;
+        }
+        match conn.read_connect_line() {
+            Ok(Some(port)) => {
+                // Re-keyed: the guest's port is known now.
+                self.by_ports.remove(&(conn.local_port, 0));
+                conn.peer_port = port;
+                conn.state = State::Requesting;
+                conn.pending.push_back((Op::Request, 0));
+                self.by_ports.insert((conn.local_port, port), token);
+            }
+            Ok(None) => {}
+            Err(()) => self.remove(token),
+        }
+    }
+
+    /// A packet from the guest, with its payload.
+    pub fn guest_packet(&mut self, header: &Header, payload: &[u8]) {
+        let key = (header.dst_port, header.src_port);
+        let Some(&token) = self.by_ports.get(&key) else {
+            return self.unknown(header);
+        };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        conn.peer_credit(header.buf_alloc, header.fwd_cnt);
+        match (header.op, conn.state) {
+            (Op::Rw, State::Connected) => {
+                if !conn.guest_data(payload) {
+                    conn.reset();
+                }
+            }
+            (Op::Response, State::Requesting) => conn.accepted(),
+            (Op::Shutdown, State::Connected) => conn.guest_shutdown(header.flags),
+            (Op::CreditRequest, State::Connected) => {
+                conn.pending.push_back((Op::CreditUpdate, 0));
+            }
+            (Op::CreditUpdate, _) => {}
+            (Op::Rst, _) => self.remove(token),
+            _ => conn.reset(),
+        }
+    }
+
+    /// A packet for no connection: a guest connecting to the host, or a stray.
+    fn unknown(&mut self, header: &Header) {
+        if header.op == Op::Request {
+            let path = format!("{}_{}", self.path.display(), header.dst_port);
+            match UnixStream::connect(&path).and_then(|s| s.set_nonblocking(true).map(|()| s)) {
+                Ok(stream) => {
+                    let mut conn =
+                        Connection::new(stream, header.dst_port, header.src_port, State::Connected);
+                    conn.peer_credit(header.buf_alloc, header.fwd_cnt);
+                    conn.pending.push_back((Op::Response, 0));
+                    self.add(conn);
+                    return;
+                }
+                Err(e) => {
+                    if VSOCK_LOG.allow() {
+                        tracing::info!("vsock: the guest's connection to {path} failed: {e}");
+                    }
+                }
+            }
+        }
+        // Bounded: a guest that sends strays and reads nothing gets no more answers.
+        if header.op != Op::Rst && self.orphans.len() < MAX_ORPHANS {
+            self.orphans
+                .push_back(self.reply(header.dst_port, header.src_port, Op::Rst));
+        }
+    }
+
+    fn reply(&self, local_port: u32, peer_port: u32, op: Op) -> Header {
+        Header {
+            src_cid: HOST_CID,
+            dst_cid: self.guest_cid,
+            src_port: local_port,
+            dst_port: peer_port,
+            len: 0,
+            op,
+            flags: 0,
+            buf_alloc: 0,
+            fwd_cnt: 0,
+        }
+    }
+
+    /// The next packet for the guest: its header, with its payload read into `data`
+    /// (at most `data.len()` bytes). `None` when nothing is ready.
+    pub fn next_packet(&mut self, data: &mut [u8]) -> Option<Header> {
+        if let Some(rst) = self.orphans.pop_front() {
+            return Some(rst);
+        }
+        let tokens: Vec<u32> = self.conns.keys().copied().collect();
+        for token in tokens {
+            if let Some(header) = self.packet_of(token, data) {
+                return Some(header);
+            }
+        }
+        None
+    }
+
+    fn packet_of(&mut self, token: u32, data: &mut [u8]) -> Option<Header> {
+        let conn = self.conns.get_mut(&token)?;
+        let (op, flags, len) = match conn.pending.pop_front() {
+            Some((op, flags)) => (op, flags, 0),
+            None => (Op::Rw, 0, conn.read_data(data)?),
+        };
+        let (buf_alloc, fwd_cnt) = conn.our_credit();
+        let (local, peer) = (conn.local_port, conn.peer_port);
+        if op == Op::Rst {
+            self.remove(token);
+        }
+        Some(Header {
+            flags,
+            len: len as u32,
+            buf_alloc,
+            fwd_cnt,
+            ..self.reply(local, peer, op)
+        })
+    }
+}
