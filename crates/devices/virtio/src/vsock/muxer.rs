@@ -262,3 +262,140 @@ impl Muxer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    use super::*;
+    use crate::vsock::packet::{SHUTDOWN_RCV, SHUTDOWN_SEND};
+
+    const GUEST: u64 = 3;
+
+    fn muxer(name: &str) -> (Muxer, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("gasang-muxer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vm.vsock");
+        let listener = bind(&path).unwrap();
+        (Muxer::new(GUEST, path.clone(), listener), path)
+    }
+
+    fn from_guest(op: Op, src_port: u32, dst_port: u32, buf_alloc: u32) -> Header {
+        Header {
+            src_cid: GUEST,
+            dst_cid: HOST_CID,
+            src_port,
+            dst_port,
+            len: 0,
+            op,
+            flags: 0,
+            buf_alloc,
+            fwd_cnt: 0,
+        }
+    }
+
+    fn next(m: &mut Muxer) -> Option<(Header, Vec<u8>)> {
+        let mut data = vec![0u8; 4096];
+        let h = m.next_packet(&mut data)?;
+        Some((h, data[..h.len as usize].to_vec()))
+    }
+
+    #[test]
+    fn test_guest_connects_to_a_host_listener_and_data_flows_within_credit() {
+        let (mut m, path) = muxer("guest");
+        let host = UnixListener::bind(format!("{}_6000", path.display())).unwrap();
+        m.guest_packet(&from_guest(Op::Request, 1111, 6000, 8), &[]);
+        let (resp, _) = next(&mut m).unwrap();
+        assert_eq!(
+            (resp.op, resp.src_port, resp.dst_port),
+            (Op::Response, 6000, 1111)
+        );
+        assert_eq!(resp.buf_alloc, super::super::connection::CONN_BUF);
+        let (mut peer, _) = host.accept().unwrap();
+        let mut rw = from_guest(Op::Rw, 1111, 6000, 8);
+        rw.len = 5;
+        m.guest_packet(&rw, b"hello");
+        let mut got = [0u8; 5];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello");
+        // The guest advertised 8 bytes: 20 from the host go 8 at a time.
+        peer.write_all(&[7u8; 20]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let (data, bytes) = next(&mut m).unwrap();
+        assert_eq!((data.op, bytes.len()), (Op::Rw, 8));
+        assert!(next(&mut m).is_none(), "no credit left");
+        let mut credit = from_guest(Op::CreditUpdate, 1111, 6000, 8);
+        credit.fwd_cnt = 8;
+        m.guest_packet(&credit, &[]);
+        assert_eq!(next(&mut m).unwrap().1.len(), 8);
+    }
+
+    #[test]
+    fn test_guest_connection_to_nothing_and_strays_get_rsts() {
+        let (mut m, _path) = muxer("refused");
+        m.guest_packet(&from_guest(Op::Request, 1, 7000, 0), &[]);
+        assert_eq!(next(&mut m).unwrap().0.op, Op::Rst);
+        m.guest_packet(&from_guest(Op::Rw, 1, 7000, 0), &[]);
+        assert_eq!(next(&mut m).unwrap().0.op, Op::Rst);
+        // An RST for nothing is not answered.
+        m.guest_packet(&from_guest(Op::Rst, 1, 7000, 0), &[]);
+        assert!(next(&mut m).is_none());
+    }
+
+    #[test]
+    fn test_host_connect_line_reaches_the_guest_and_gets_ok() {
+        let (mut m, path) = muxer("host");
+        let mut host = UnixStream::connect(&path).unwrap();
+        host.write_all(b"CONNECT 5000\n").unwrap();
+        m.accept();
+        let token = FIRST_TOKEN;
+        m.socket_ready(token, true, false);
+        let (req, _) = next(&mut m).unwrap();
+        assert_eq!(
+            (req.op, req.dst_port, req.dst_cid),
+            (Op::Request, 5000, GUEST)
+        );
+        assert!(req.src_port >= FIRST_LOCAL_PORT);
+        m.guest_packet(&from_guest(Op::Response, 5000, req.src_port, 1 << 16), &[]);
+        let mut line = String::new();
+        BufReader::new(&host).read_line(&mut line).unwrap();
+        assert_eq!(line, format!("OK {}\n", req.src_port));
+    }
+
+    #[test]
+    fn test_bad_connect_lines_close_the_socket() {
+        let (mut m, path) = muxer("badline");
+        for line in [&b"CONNECT x\n"[..], b"HELLO 5\n", &[b'C'; 64]] {
+            let mut host = UnixStream::connect(&path).unwrap();
+            host.write_all(line).unwrap();
+            m.accept();
+            let token = m.next_token - 1;
+            m.socket_ready(token, true, false);
+            assert!(next(&mut m).is_none(), "{line:?}");
+            assert!(m.conns.is_empty(), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn test_guest_beyond_its_credit_or_closing_gets_an_rst() {
+        let (mut m, path) = muxer("credit");
+        let _host = UnixListener::bind(format!("{}_6000", path.display())).unwrap();
+        m.guest_packet(&from_guest(Op::Request, 1, 6000, 64), &[]);
+        assert_eq!(next(&mut m).unwrap().0.op, Op::Response);
+        let mut rw = from_guest(Op::Rw, 1, 6000, 64);
+        let too_much = vec![0u8; super::super::connection::CONN_BUF as usize + 1];
+        rw.len = too_much.len() as u32;
+        // The host side does not read: the bytes cannot all leave.
+        m.guest_packet(&rw, &too_much);
+        assert_eq!(next(&mut m).unwrap().0.op, Op::Rst);
+        assert!(m.conns.is_empty());
+        m.guest_packet(&from_guest(Op::Request, 2, 6000, 64), &[]);
+        assert_eq!(next(&mut m).unwrap().0.op, Op::Response);
+        let mut shut = from_guest(Op::Shutdown, 2, 6000, 64);
+        shut.flags = SHUTDOWN_RCV | SHUTDOWN_SEND;
+        m.guest_packet(&shut, &[]);
+        assert_eq!(next(&mut m).unwrap().0.op, Op::Rst);
+        assert!(m.conns.is_empty());
+    }
+}
