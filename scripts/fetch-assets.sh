@@ -12,6 +12,10 @@
 #                            mmdebstrap from Debian's packages (no kernel, modules or
 #                            docs), an uncompressed newc cpio to boot as an initramfs:
 #                            root's password is "gasang", user "user" has "user"
+#   assets/cache/debian-disk.img  a Debian 12 system on a raw 2 GiB ext4 disk (sparse):
+#                            systemd, udev, networkd with DHCP, fio, iperf3; booted
+#                            with debian-disk.vmlinuz and debian-disk.initrd, its own
+#                            kernel and initramfs-tools initrd, and root=/dev/vda
 #
 # Needs apt-get and dpkg-deb (any Debian or Ubuntu host), /bin/busybox and mmdebstrap
 # (scripts/setup-host.sh installs them).
@@ -131,8 +135,46 @@ build_debian() {
     echo "fetch-assets: Debian userland (mmdebstrap) -> assets/cache/debian.cpio"
 }
 
+# A Debian 12 system disk: a raw ext4 image (no partition table: root=/dev/vda) made
+# without loop mounts (mkfs.ext4 -d), with Debian's cloud kernel and its own
+# initramfs (initramfs-tools), systemd, udev, iproute2, systemd-networkd doing DHCP
+# on every wired interface, and fio and iperf3 for the benchmarks. Its kernel and
+# initrd are copied out of its /boot. root's password is gasang.
+build_debian_disk() {
+    local out="$cache/debian-disk.img" recipe work
+    recipe=$(declare -f build_debian_disk | sha256sum | cut -d' ' -f1)
+    if [ -s "$out" ] && [ "$(cat "$out.recipe" 2>/dev/null)" = "$recipe" ]; then
+        return 0
+    fi
+    command -v mkfs.ext4 >/dev/null || {
+        echo "fetch-assets: mkfs.ext4 not found: run scripts/setup-host.sh" >&2
+        exit 1
+    }
+    echo "fetch-assets: building the Debian 12 system disk from Debian's packages (a few minutes, once)"
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' RETURN
+    mmdebstrap --quiet --variant=minbase \
+        --include=systemd-sysv,udev,iproute2,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,fio,iperf3,usr-is-merged \
+        --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+        --customize-hook='echo root:gasang | chroot "$1" chpasswd' \
+        --customize-hook='echo gasang > "$1/etc/hostname"' \
+        --customize-hook='echo "/dev/vda / ext4 rw,errors=remount-ro 0 1" > "$1/etc/fstab"' \
+        --customize-hook='printf "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n" > "$1/etc/systemd/network/20-wired.network"' \
+        --customize-hook='chroot "$1" systemctl enable systemd-networkd >/dev/null 2>&1' \
+        --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+        bookworm "$work/root"
+    cp "$work"/root/boot/vmlinuz-* "$cache/debian-disk.vmlinuz"
+    cp "$work"/root/boot/initrd.img-* "$cache/debian-disk.initrd"
+    mkfs.ext4 -q -F -L gasang-root -d "$work/root" "$out.tmp" 2G
+    mv "$out.tmp" "$out"
+    echo "$recipe" > "$out.recipe"
+    echo "fetch-assets: Debian 12 system disk -> assets/cache/debian-disk.img (kernel and initrd beside it)"
+}
+
 fetch_kernel
 fetch_modules
 build_initramfs "$cache/initrd.img" plain
 build_initramfs "$cache/initrd-virtio.img" virtio
 build_debian
+build_debian_disk

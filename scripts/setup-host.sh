@@ -15,6 +15,7 @@ command -v dpkg-deb >/dev/null || need+=(dpkg)           # guest assets
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)   # the Debian userland image
 command -v cpio >/dev/null || need+=(cpio)               # packs it
 command -v passt >/dev/null || need+=(passt)             # --net user
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)     # the Debian system disk, debugfs
 command -v ip >/dev/null || need+=(iproute2)             # the network tests' namespaces
 command -v cargo >/dev/null || {
     echo "setup-host: cargo not found: install Rust 1.85 or newer (https://rustup.rs)" >&2

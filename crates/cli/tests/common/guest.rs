@@ -35,9 +35,14 @@ impl Guest {
 
     /// Debian's kernel on the software CPU with `initrd` and `args`.
     pub fn start(initrd: &Path, args: &[&str]) -> Self {
+        Self::start_kernel(&asset("vmlinuz"), initrd, args)
+    }
+
+    /// `kernel` on the software CPU with `initrd` and `args`.
+    pub fn start_kernel(kernel: &Path, initrd: &Path, args: &[&str]) -> Self {
         let mut child = super::gasang()
             .args(["run", "--accel", "soft", "--kernel"])
-            .arg(asset("vmlinuz"))
+            .arg(kernel)
             .arg("--initrd")
             .arg(initrd)
             .args(args)
