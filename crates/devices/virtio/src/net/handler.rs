@@ -158,6 +158,11 @@ impl NetHandler {
     fn deliver(&mut self, len: usize) -> Result<Delivery, virtio_queue::Error> {
         let memory = &self.memory;
         while self.held_capacity < len {
+            // More chains than the ring has entries: the driver re-posts heads that
+            // are still the device's, and would grow this without end.
+            if self.held.len() >= usize::from(self.rx.queue.size()) {
+                return Err(virtio_queue::Error::InvalidChain);
+            }
             let Some(chain) = self.rx.queue.iter(memory)?.next() else {
                 return Ok(Delivery::NoBuffers);
             };

@@ -19,6 +19,8 @@ pub const FIRST_TOKEN: u32 = 16;
 /// Host ports for host-initiated connections start here, clear of guest-chosen ones.
 const FIRST_LOCAL_PORT: u32 = 1 << 30;
 
+/// Connections at most: each holds a host descriptor.
+const MAX_CONNECTIONS: usize = 1024;
 /// RSTs for strays held at most.
 const MAX_ORPHANS: usize = 1024;
 
@@ -112,6 +114,9 @@ impl Muxer {
     /// Host programs connecting to the main socket.
     pub fn accept(&mut self) {
         while let Ok((stream, _)) = self.listener.accept() {
+            if self.conns.len() >= MAX_CONNECTIONS {
+                continue; // dropped: the host program sees its socket close
+            }
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
@@ -178,7 +183,10 @@ impl Muxer {
             (Op::Response, State::Requesting) => conn.accepted(),
             (Op::Shutdown, State::Connected) => conn.guest_shutdown(header.flags),
             (Op::CreditRequest, State::Connected) => {
-                conn.pending.push_back((Op::CreditUpdate, 0));
+                // One queued answer is enough, however often the guest asks.
+                if !conn.pending.iter().any(|(op, _)| *op == Op::CreditUpdate) {
+                    conn.pending.push_back((Op::CreditUpdate, 0));
+                }
             }
             (Op::CreditUpdate, _) => {}
             (Op::Rst, _) => self.remove(token),
@@ -188,7 +196,7 @@ impl Muxer {
 
     /// A packet for no connection: a guest connecting to the host, or a stray.
     fn unknown(&mut self, header: &Header) {
-        if header.op == Op::Request {
+        if header.op == Op::Request && self.conns.len() < MAX_CONNECTIONS {
             let path = format!("{}_{}", self.path.display(), header.dst_port);
             match UnixStream::connect(&path).and_then(|s| s.set_nonblocking(true).map(|()| s)) {
                 Ok(stream) => {
