@@ -122,6 +122,10 @@ pub struct RunArgs {
     /// connections to host port P arrive at PATH_P.
     #[arg(long, value_name = "cid=N,socket=PATH")]
     pub vsock: Option<String>,
+    /// At exit, print on stderr how often the guest trapped to each device (software
+    /// CPU: every port and MMIO access; KVM: the exits that reached gasang).
+    #[arg(long)]
+    pub stats: bool,
     /// A virtio-rng entropy source, fed by the host's getrandom.
     #[arg(long)]
     pub rng: bool,

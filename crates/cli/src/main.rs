@@ -10,7 +10,7 @@ mod options;
 use std::process::ExitCode;
 
 use clap::Parser;
-use gasang_vmm::{Console, ExitReason};
+use gasang_vmm::{Console, ExitReason, RangeTraps, TrapCounts};
 
 use crate::args::{Cli, Command, RunArgs, UserRunArgs};
 
@@ -66,12 +66,36 @@ fn run(args: &RunArgs) -> ExitCode {
         Ok(console) => console,
         Err(e) => return fail(&e),
     };
-    let reason = gasang_vmm::run(&config, accel.as_ref(), &console);
+    let outcome = gasang_vmm::run(&config, accel.as_ref(), &console);
     drop(console);
-    match reason {
-        Ok(reason) => report(&reason),
+    match outcome {
+        Ok(run) => {
+            if args.stats {
+                print_traps(&run.traps);
+            }
+            report(&run.reason)
+        }
         Err(e) => fail(&e),
     }
+}
+
+/// `--stats`: one line per device the guest reached, busiest first, then the total.
+fn print_traps(traps: &TrapCounts) {
+    let mut rows: Vec<(&str, &RangeTraps)> = traps.pio.iter().map(|t| ("port", t)).collect();
+    rows.extend(traps.mmio.iter().map(|t| ("mmio", t)));
+    rows.sort_by_key(|(_, t)| std::cmp::Reverse(t.reads + t.writes));
+    eprintln!("gasang: traps to devices (reads, writes):");
+    let mut total = traps.unknown;
+    for (space, t) in rows.iter().filter(|(_, t)| t.reads + t.writes > 0) {
+        let range = format!("{space} {:#x}+{:#x}", t.base, t.len);
+        eprintln!(
+            "  {:<12} {range:<26} {:>12} {:>12}",
+            t.name, t.reads, t.writes
+        );
+        total += t.reads + t.writes;
+    }
+    eprintln!("  {:<12} {:<26} {:>25}", "no device", "", traps.unknown);
+    eprintln!("  {:<12} {:<26} {total:>25}", "total", "");
 }
 
 /// Says why the guest stopped (unless it simply powered off) and picks the exit status.

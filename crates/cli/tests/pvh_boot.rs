@@ -265,3 +265,33 @@ fn test_auto_chooses_by_measured_kernel_mode_speed() {
         assert!(nanos, "native means nanoseconds per instruction: {line}");
     }
 }
+
+/// `--stats` counts the guest's traps to each device on both backends: the test guest
+/// writes its report to the serial port byte by byte, and reads the CMOS clock.
+#[test]
+fn test_stats_counts_traps_per_device_on_both_backends() {
+    for accel in ["kvm", "soft"] {
+        let out = run_pvh(&["--accel", accel, "--stats"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{accel}: {stderr}");
+        assert!(
+            stderr.contains("gasang: traps to devices (reads, writes):"),
+            "{stderr}"
+        );
+        let count = |name: &str| -> Vec<u64> {
+            let line = stderr
+                .lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .unwrap_or_else(|| panic!("{accel}: no {name} row in:\n{stderr}"));
+            line.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        };
+        let serial = count("serial");
+        // At least one write per byte of the guest's output.
+        assert!(serial[1] >= stdout.len() as u64, "{accel}: {serial:?}");
+        assert!(count("cmos")[0] > 0, "{accel}");
+        assert!(count("total")[0] >= serial[0] + serial[1], "{accel}");
+    }
+}

@@ -1,6 +1,7 @@
 //! A bus: non-overlapping address ranges, each served by one device.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// A device reachable through a bus. Offsets are relative to the range's base.
@@ -41,6 +42,24 @@ pub enum BusError {
 struct Slot {
     len: u64,
     device: SharedDevice,
+    name: &'static str,
+    /// Reads and writes that reached the device: each one a trap to gasang.
+    counts: Arc<[AtomicU64; 2]>,
+}
+
+/// How often the guest reached one device's range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeTraps {
+    /// The device's name.
+    pub name: &'static str,
+    /// Its range.
+    pub base: u64,
+    /// Its length.
+    pub len: u64,
+    /// Reads that reached it.
+    pub reads: u64,
+    /// Writes that reached it.
+    pub writes: u64,
 }
 
 /// An address space of devices: the port I/O space or the MMIO space.
@@ -67,6 +86,17 @@ impl Bus {
 
     /// Places `device` at `[base, base + len)`.
     pub fn insert(&self, device: SharedDevice, base: u64, len: u64) -> Result<(), BusError> {
+        self.insert_named("device", device, base, len)
+    }
+
+    /// Places `device`, called `name` in trap counts, at `[base, base + len)`.
+    pub fn insert_named(
+        &self,
+        name: &'static str,
+        device: SharedDevice,
+        base: u64,
+        len: u64,
+    ) -> Result<(), BusError> {
         let end = base
             .checked_add(len)
             .filter(|_| len > 0)
@@ -78,7 +108,16 @@ impl Bus {
                 return Err(BusError::Overlap { base, len });
             }
         }
-        slots.insert(base, Slot { len, device });
+        let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        slots.insert(
+            base,
+            Slot {
+                len,
+                device,
+                name,
+                counts,
+            },
+        );
         Ok(())
     }
 
@@ -89,17 +128,37 @@ impl Bus {
         slots.remove(&base).is_some()
     }
 
-    /// The device covering `addr`, with `addr`'s offset into it.
-    fn find(&self, addr: u64) -> Option<(SharedDevice, u64)> {
+    /// Each device's range and how often the guest reached it.
+    pub fn traps(&self) -> Vec<RangeTraps> {
+        let slots = self.slots.read().expect("bus lock poisoned");
+        slots
+            .iter()
+            .map(|(&base, s)| RangeTraps {
+                name: s.name,
+                base,
+                len: s.len,
+                reads: s.counts[0].load(Ordering::Relaxed),
+                writes: s.counts[1].load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// The device covering `addr`, with `addr`'s offset into it; counts the access
+    /// (`write` or not).
+    fn find(&self, addr: u64, write: bool) -> Option<(SharedDevice, u64)> {
         let slots = self.slots.read().expect("bus lock poisoned");
         let (base, slot) = slots.range(..=addr).next_back()?;
         let offset = addr - base;
-        (offset < slot.len).then(|| (slot.device.clone(), offset))
+        if offset >= slot.len {
+            return None;
+        }
+        slot.counts[usize::from(write)].fetch_add(1, Ordering::Relaxed);
+        Some((slot.device.clone(), offset))
     }
 
     /// Reads from the device at `addr`. Returns false when no device is there.
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
-        let Some((device, offset)) = self.find(addr) else {
+        let Some((device, offset)) = self.find(addr, false) else {
             return false;
         };
         device
@@ -111,7 +170,7 @@ impl Bus {
 
     /// Writes to the device at `addr`. Returns false when no device is there.
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
-        let Some((device, offset)) = self.find(addr) else {
+        let Some((device, offset)) = self.find(addr, true) else {
             return false;
         };
         device
@@ -223,5 +282,28 @@ mod tests {
             bus.insert(echo(), u64::MAX, 2),
             Err(BusError::InvalidRange { .. })
         ));
+    }
+
+    #[test]
+    fn test_bus_counts_each_devices_reads_and_writes() {
+        let bus = Bus::new();
+        bus.insert_named("echo", Arc::new(Mutex::new(Echo::default())), 0x100, 8)
+            .unwrap();
+        let mut data = [0u8; 1];
+        bus.write(0x101, &[1]);
+        bus.write(0x102, &[2]);
+        bus.read(0x103, &mut data);
+        bus.read(0x200, &mut data); // no device: not counted
+        let traps = bus.traps();
+        assert_eq!(
+            traps,
+            vec![RangeTraps {
+                name: "echo",
+                base: 0x100,
+                len: 8,
+                reads: 1,
+                writes: 2
+            }]
+        );
     }
 }

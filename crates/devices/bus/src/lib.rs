@@ -14,7 +14,7 @@ mod irq;
 mod rate_limit;
 mod sync;
 
-pub use bus::{Bus, BusDevice, BusError, SharedDevice};
+pub use bus::{Bus, BusDevice, BusError, RangeTraps, SharedDevice};
 pub use irq::{IrqLine, MsiMessage, MsiVector, NoIrq};
 pub use rate_limit::RateLimit;
 pub use sync::lock;

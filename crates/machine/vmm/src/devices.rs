@@ -31,31 +31,42 @@ pub fn attach(
         vm.irq_line(u32::from(SERIAL_IRQ)),
         console_out,
     )));
-    pio.insert(serial.clone(), SERIAL_PORT.into(), SERIAL_LEN.into())?;
+    pio.insert_named(
+        "serial",
+        serial.clone(),
+        SERIAL_PORT.into(),
+        SERIAL_LEN.into(),
+    )?;
     let i8042 = Arc::new(Mutex::new(I8042::new(power.clone())));
-    pio.insert(i8042, I8042_PORT.into(), I8042_LEN.into())?;
+    pio.insert_named("i8042", i8042, I8042_PORT.into(), I8042_LEN.into())?;
     let below_4g = memory.bytes().min(MMIO_HOLE);
     let cmos = Cmos::new(
         Box::new(HostClock::default()),
         below_4g,
         memory.bytes() - below_4g,
     );
-    pio.insert(
+    pio.insert_named(
+        "cmos",
         Arc::new(Mutex::new(cmos)),
         CMOS_PORT.into(),
         CMOS_LEN.into(),
     )?;
     let debug_exit = Arc::new(Mutex::new(DebugExit::new(power.clone())));
-    pio.insert(debug_exit, DEBUG_EXIT_PORT.into(), DEBUG_EXIT_LEN.into())?;
+    pio.insert_named(
+        "debug-exit",
+        debug_exit,
+        DEBUG_EXIT_PORT.into(),
+        DEBUG_EXIT_LEN.into(),
+    )?;
     let pvpanic = Arc::new(Mutex::new(PvPanic::new(power.clone())));
-    pio.insert(pvpanic, PVPANIC_PORT.into(), PVPANIC_LEN.into())?;
+    pio.insert_named("pvpanic", pvpanic, PVPANIC_PORT.into(), PVPANIC_LEN.into())?;
     let sci = vm.irq_line(u32::from(SCI_IRQ));
     let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(
         sci,
         power,
         Box::new(HostClock::default()),
     )));
-    pio.insert(acpi_pm, ACPI_PM_PORT.into(), ACPI_PM_LEN.into())?;
+    pio.insert_named("acpi-pm", acpi_pm, ACPI_PM_PORT.into(), ACPI_PM_LEN.into())?;
     Ok(LegacyDevices { serial })
 }
 

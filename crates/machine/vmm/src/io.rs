@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gasang_bus::{Bus, RateLimit};
+use gasang_bus::{Bus, RangeTraps, RateLimit};
 use gasang_vcpu::IoHandler;
 
 /// The port and MMIO buses, as vCPU threads reach them.
@@ -18,7 +18,28 @@ pub struct MachineIo {
 /// Unknown accesses log at most this often: a guest can make millions.
 static UNKNOWN_LOG: RateLimit = RateLimit::new(10, 10);
 
+/// Where the guest's trapped accesses went: the device traps of the software CPU,
+/// and the port I/O and MMIO exits of KVM that reached gasang.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrapCounts {
+    /// Per device on the port bus.
+    pub pio: Vec<RangeTraps>,
+    /// Per device on the MMIO bus (BARs as they are now).
+    pub mmio: Vec<RangeTraps>,
+    /// Accesses that reached no device.
+    pub unknown: u64,
+}
+
 impl MachineIo {
+    /// The trap counts so far.
+    pub fn traps(&self) -> TrapCounts {
+        TrapCounts {
+            pio: self.pio.traps(),
+            mmio: self.mmio.traps(),
+            unknown: self.unknown_accesses(),
+        }
+    }
+
     /// Accesses that reached no device so far.
     pub fn unknown_accesses(&self) -> u64 {
         self.unknown.load(Ordering::Relaxed)

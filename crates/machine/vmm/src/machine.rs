@@ -11,7 +11,7 @@ use crate::config::{RebootAction, VmConfig};
 use crate::console::{Console, ConsoleInput, InputSink};
 use crate::devices;
 use crate::exit::{ExitLatch, ExitReason};
-use crate::io::MachineIo;
+use crate::io::{MachineIo, TrapCounts};
 use crate::pci;
 use crate::signals::Signals;
 use crate::vcpus::VcpuThreads;
@@ -45,6 +45,15 @@ pub enum VmmError {
     Host(#[from] std::io::Error),
 }
 
+/// How a machine's run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// Why it stopped.
+    pub reason: ExitReason,
+    /// Where its trapped accesses went (the last boot's, after reboots).
+    pub traps: TrapCounts,
+}
+
 /// Runs the machine `config` describes on `accel` until it stops for good.
 ///
 /// A guest reboot restarts the machine in place when `config.on_reboot` says so.
@@ -52,15 +61,15 @@ pub fn run(
     config: &VmConfig,
     accel: &dyn Accelerator,
     console: &Console,
-) -> Result<ExitReason, VmmError> {
+) -> Result<RunReport, VmmError> {
     let signals = Signals::install()?;
     loop {
-        let reason = run_once(config, accel, console, &signals)?;
-        if reason == ExitReason::Reset && config.on_reboot == RebootAction::Restart {
+        let report = run_once(config, accel, console, &signals)?;
+        if report.reason == ExitReason::Reset && config.on_reboot == RebootAction::Restart {
             tracing::info!("the guest rebooted: resetting the machine");
             continue;
         }
-        return Ok(reason);
+        return Ok(report);
     }
 }
 
@@ -69,7 +78,7 @@ fn run_once(
     accel: &dyn Accelerator,
     console: &Console,
     signals: &Signals,
-) -> Result<ExitReason, VmmError> {
+) -> Result<RunReport, VmmError> {
     let memory = create_guest_memory(config.memory)?;
     let ranges = ram_ranges(config.memory);
     let pci_host = config.devices.any().then(|| pci::host(config.memory));
@@ -107,9 +116,12 @@ fn run_once(
     threads.stop();
     tracing::debug!("{} guest accesses reached no device", io.unknown_accesses());
     looped?;
-    Ok(exit
-        .reason()
-        .expect("the event loop only ends once a reason is set"))
+    Ok(RunReport {
+        reason: exit
+            .reason()
+            .expect("the event loop only ends once a reason is set"),
+        traps: io.traps(),
+    })
 }
 
 type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;

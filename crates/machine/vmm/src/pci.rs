@@ -135,9 +135,9 @@ impl BarMapper for MmioMapper {
             device: device.clone(),
             bar: m.index,
         };
-        if let Err(e) = io
-            .mmio
-            .insert(Arc::new(Mutex::new(region)), m.address, m.size)
+        if let Err(e) =
+            io.mmio
+                .insert_named("pci-bar", Arc::new(Mutex::new(region)), m.address, m.size)
         {
             if BAR_LOG.allow() {
                 tracing::warn!(
@@ -243,12 +243,14 @@ pub fn attach(
         debug_assert_eq!(u32::from(added), slot, "slots fill in order");
     }
     let root = Arc::new(root);
-    io.pio.insert(
+    io.pio.insert_named(
+        "pci-config",
         Arc::new(Mutex::new(PciConfigIo::new(root.clone()))),
         CONFIG_IO_PORT,
         CONFIG_IO_LEN,
     )?;
-    io.mmio.insert(
+    io.mmio.insert_named(
+        "pci-ecam",
         Arc::new(Mutex::new(PciConfigMmio::new(root.clone()))),
         host.ecam,
         PCI_ECAM_SIZE,
