@@ -105,13 +105,7 @@ impl VirtioDevice for VirtioConsole {
     }
 
     fn activate(&mut self, mut activation: Activation) -> Result<(), ActivateError> {
-        let mut queues = std::mem::take(&mut activation.queues).into_iter();
-        let (Some(rx), Some(tx)) = (queues.next(), queues.next()) else {
-            return Err(ActivateError::MissingQueue(0));
-        };
-        if (rx.index, tx.index) != (0, 1) {
-            return Err(ActivateError::MissingQueue(1));
-        }
+        let (rx, tx) = activation.take_rx_tx()?;
         let handler = ConsoleHandler {
             memory: activation.memory,
             rx,

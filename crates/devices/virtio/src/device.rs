@@ -58,6 +58,18 @@ pub struct Activation {
     pub features: u64,
 }
 
+impl Activation {
+    /// Takes queues 0 and 1: receive and transmit, in every device that has both.
+    pub fn take_rx_tx(&mut self) -> Result<(ActiveQueue, ActiveQueue), ActivateError> {
+        let mut queues = std::mem::take(&mut self.queues).into_iter();
+        match (queues.next(), queues.next()) {
+            (Some(rx), Some(tx)) if (rx.index, tx.index) == (0, 1) => Ok((rx, tx)),
+            (Some(rx), _) if rx.index == 0 => Err(ActivateError::MissingQueue(1)),
+            _ => Err(ActivateError::MissingQueue(0)),
+        }
+    }
+}
+
 /// The device refused to start.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {

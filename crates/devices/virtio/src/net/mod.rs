@@ -160,17 +160,7 @@ impl VirtioDevice for Net {
     }
 
     fn activate(&mut self, mut activation: Activation) -> Result<(), ActivateError> {
-        let mut queues = std::mem::take(&mut activation.queues).into_iter();
-        let (Some(rx), Some(tx)) = (queues.next(), queues.next()) else {
-            return Err(ActivateError::MissingQueue(0));
-        };
-        if (rx.index, tx.index) != (0, 1) {
-            return Err(ActivateError::MissingQueue(if rx.index == 0 {
-                1
-            } else {
-                0
-            }));
-        }
+        let (rx, tx) = activation.take_rx_tx()?;
         {
             let mut backend = gasang_bus::lock(&self.backend);
             if let Err(e) = backend.set_offloads(activation.features) {
