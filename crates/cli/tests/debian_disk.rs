@@ -10,19 +10,14 @@ mod common;
 use std::process::Command;
 
 use common::guest::{asset, value, Guest};
-use common::netns::{enter_new_netns, http_server, sh};
+use common::netns::{enter_new_netns, http_server, passt_uplink, sh};
+use common::scratch;
 
 #[test]
 fn test_debian_boots_from_virtio_blk_logs_in_uses_the_network_and_keeps_its_writes() {
     enter_new_netns();
-    sh(
-        "ip link add gveth0 type veth peer name gveth1 && ip link set gveth1 up \
-        && ip addr add 10.0.2.15/24 dev gveth0 && ip link set gveth0 up \
-        && ip route add default via 10.0.2.2",
-    );
-    let dir = std::env::temp_dir().join(format!("gasang-debian-disk-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    passt_uplink();
+    let dir = scratch("debian-disk");
     let (disk, data) = (dir.join("disk.img"), dir.join("data.img"));
     sh(&format!(
         "cp --sparse=always --reflink=auto '{}' '{}' && truncate -s 16M '{}'",

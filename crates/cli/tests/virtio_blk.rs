@@ -7,19 +7,12 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::guest::{asset, value, Guest};
+use common::scratch;
 
 const SECTOR: usize = 512;
-
-/// A scratch directory of this test's own.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gasang-blk-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// An image of `sectors` sectors, each saying which one it is.
 fn pattern_image(path: &Path, sectors: usize) {
@@ -38,7 +31,7 @@ fn sector_of(path: &Path, n: usize) -> Vec<u8> {
 
 #[test]
 fn test_virtio_blk_reads_writes_flushes_discards_and_honours_readonly() {
-    let dir = scratch("rw");
+    let dir = scratch("blk-rw");
     let (vda, vdb, vdc) = (dir.join("a.img"), dir.join("b.img"), dir.join("c.img"));
     pattern_image(&vda, 8192);
     pattern_image(&vdb, 64);
@@ -104,7 +97,7 @@ fn test_virtio_blk_reads_writes_flushes_discards_and_honours_readonly() {
 
 #[test]
 fn test_virtio_blk_synced_data_survives_kill_9() {
-    let dir = scratch("kill");
+    let dir = scratch("blk-kill");
     let image = dir.join("a.img");
     std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
     let disk = image.display().to_string();

@@ -6,18 +6,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::guest::{asset, initrd_with_xfer, value, Guest};
-use common::netns::{enter_new_netns, http_server, random_file, sh, sha256, sink_server};
-
-/// A scratch directory of this test's own.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gasang-net-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::netns::{
+    enter_new_netns, http_server, passt_uplink, random_file, sh, sha256, sink_server,
+};
+use common::scratch;
 
 #[test]
 fn test_virtio_net_tap_pings_and_moves_64_mib_each_way() {
@@ -26,7 +19,7 @@ fn test_virtio_net_tap_pings_and_moves_64_mib_each_way() {
         "ip tuntap add gtap0 mode tap && ip addr add 10.0.0.1/24 dev gtap0 \
         && ip link set gtap0 up",
     );
-    let dir = scratch("tap");
+    let dir = scratch("net-tap");
     let payload = dir.join("payload");
     let sum = random_file(&payload, 64 << 20);
     let download = http_server("10.0.0.1:8080", payload, 1);
@@ -72,14 +65,8 @@ fn test_virtio_net_tap_pings_and_moves_64_mib_each_way() {
 #[test]
 fn test_virtio_net_user_gets_dhcp_and_fetches_from_the_host_through_passt() {
     enter_new_netns();
-    // passt copies the address and route of the namespace's outward interface: a
-    // veth pair with nothing behind it.
-    sh(
-        "ip link add gveth0 type veth peer name gveth1 && ip link set gveth1 up \
-        && ip addr add 10.0.2.15/24 dev gveth0 && ip link set gveth0 up \
-        && ip route add default via 10.0.2.2",
-    );
-    let dir = scratch("user");
+    passt_uplink();
+    let dir = scratch("net-user");
     let payload = dir.join("payload");
     let sum = random_file(&payload, 8 << 20);
     // passt maps the gateway's address to the host's loopback.

@@ -12,13 +12,7 @@ use std::path::PathBuf;
 
 use common::guest::{initrd_with_xfer, value, Guest};
 use common::netns::{random_file, sha256};
-
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gasang-vsock-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::scratch;
 
 /// Connects to guest port `port` through the hybrid socket; the `OK` line, if any.
 fn connect(socket: &PathBuf, port: u32) -> (BufReader<UnixStream>, String) {
@@ -34,7 +28,7 @@ fn connect(socket: &PathBuf, port: u32) -> (BufReader<UnixStream>, String) {
 
 #[test]
 fn test_virtio_vsock_moves_16_mib_each_way_and_refuses_closed_ports() {
-    let dir = scratch();
+    let dir = scratch("vsock");
     let socket = dir.join("vm.vsock");
     let payload = dir.join("payload");
     let sum = random_file(&payload, 16 << 20);

@@ -21,6 +21,14 @@ pub fn root() -> PathBuf {
         .unwrap()
 }
 
+/// A fresh scratch directory `gasang-<name>-<pid>` in the temporary directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gasang-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The `gasang` binary under test.
 pub fn gasang() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gasang"));

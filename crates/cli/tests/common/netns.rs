@@ -22,6 +22,17 @@ pub fn enter_new_netns() {
     sh("ip link set lo up");
 }
 
+/// Gives the namespace the outward interface passt copies its address and route
+/// from: a veth pair with nothing behind it, 10.0.2.15/24, default route via
+/// 10.0.2.2 (which passt maps to the namespace's loopback).
+pub fn passt_uplink() {
+    sh(
+        "ip link add gveth0 type veth peer name gveth1 && ip link set gveth1 up \
+        && ip addr add 10.0.2.15/24 dev gveth0 && ip link set gveth0 up \
+        && ip route add default via 10.0.2.2",
+    );
+}
+
 /// Runs `script` with sh in the current namespace; it must succeed.
 pub fn sh(script: &str) -> String {
     let out = Command::new("sh").args(["-c", script]).output().unwrap();
