@@ -13,16 +13,14 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::device::{device_type, ActivateError, Activation, ActiveQueue, VirtioDevice};
 use crate::interrupt::VirtioInterrupt;
-use crate::queue::{serve_queue, Chain};
+use crate::queue::{serve_queue, watch_rx_tx, Chain, RX, TX};
 use crate::worker::Worker;
 
 /// Entries in each queue.
 const QUEUE_SIZE: u16 = 256;
 /// Typed input held while the guest reads none (a paste into a stopped guest).
 const MAX_INPUT: usize = 64 << 10;
-/// Event data: the receive queue, the transmit queue, new input.
-const RX: u32 = 0;
-const TX: u32 = 1;
+/// Event data of new input (beside the queues' [`RX`] and [`TX`]).
 const INPUT: u32 = 2;
 
 /// Where the terminal's input for the port waits.
@@ -214,14 +212,13 @@ impl MutEventSubscriber for ConsoleHandler {
     }
 
     fn init(&mut self, ops: &mut EventOps) {
-        let watched = [
-            ops.add(Events::with_data(&self.rx.event, RX, EventSet::IN)),
-            ops.add(Events::with_data(&self.tx.event, TX, EventSet::IN)),
-            ops.add(Events::with_data(&self.input.ready, INPUT, EventSet::IN)),
-        ];
-        if watched.iter().any(Result::is_err) {
-            tracing::error!("virtio-console cannot watch its queues and input");
-        }
+        watch_rx_tx(
+            ops,
+            &self.rx,
+            &self.tx,
+            Events::with_data(&self.input.ready, INPUT, EventSet::IN),
+            "virtio-console",
+        );
         self.transmit();
         self.receive();
     }

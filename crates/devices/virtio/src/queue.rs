@@ -78,6 +78,30 @@ fn try_serve(
     }
 }
 
+/// Event data of a receive queue's notifications, in devices with one.
+pub const RX: u32 = 0;
+/// Event data of a transmit queue's notifications.
+pub const TX: u32 = 1;
+
+/// Watches a device's receive and transmit queues (as [`RX`] and [`TX`]) and one
+/// source of its own (its back end, socket or input).
+pub fn watch_rx_tx(
+    ops: &mut EventOps,
+    rx: &ActiveQueue,
+    tx: &ActiveQueue,
+    other: Events,
+    device: &str,
+) {
+    let watched = [
+        ops.add(Events::with_data(&rx.event, RX, EventSet::IN)),
+        ops.add(Events::with_data(&tx.event, TX, EventSet::IN)),
+        ops.add(other),
+    ];
+    if watched.iter().any(Result::is_err) {
+        tracing::error!("{device} cannot watch its queues and its back end");
+    }
+}
+
 /// Watches each queue's eventfd, with the queue's position in `queues` as its data.
 pub fn watch_queues(queues: &[ActiveQueue], ops: &mut EventOps) {
     for (k, active) in queues.iter().enumerate() {

@@ -15,11 +15,9 @@ use super::backend::NetBackend;
 use super::header::{NetHeader, MAX_FRAME, NUM_BUFFERS_OFFSET};
 use crate::device::ActiveQueue;
 use crate::interrupt::VirtioInterrupt;
-use crate::queue::{serve_queue, Chain};
+use crate::queue::{serve_queue, watch_rx_tx, Chain, RX, TX};
 
-/// Event data: the receive queue's notification, the transmit queue's, the back end.
-const RX: u32 = 0;
-const TX: u32 = 1;
+/// Event data of the back end (beside the queues' [`RX`] and [`TX`]).
 const BACKEND: u32 = 2;
 
 static NET_LOG: RateLimit = RateLimit::new(10, 10);
@@ -305,14 +303,13 @@ impl MutEventSubscriber for NetHandler {
     fn init(&mut self, ops: &mut EventOps) {
         let fd = lock(&self.backend).fd();
         let backend = EventSet::IN | EventSet::OUT | EventSet::EDGE_TRIGGERED;
-        let watched = [
-            ops.add(Events::with_data(&self.rx.event, RX, EventSet::IN)),
-            ops.add(Events::with_data(&self.tx.event, TX, EventSet::IN)),
-            ops.add(Events::with_data_raw(fd, BACKEND, backend)),
-        ];
-        if watched.iter().any(Result::is_err) {
-            tracing::error!("virtio-net cannot watch its queues and back end");
-        }
+        watch_rx_tx(
+            ops,
+            &self.rx,
+            &self.tx,
+            Events::with_data_raw(fd, BACKEND, backend),
+            "virtio-net",
+        );
         self.transmit();
         self.receive();
     }

@@ -13,11 +13,9 @@ use super::muxer::{Muxer, Watch, FIRST_TOKEN};
 use super::packet::{Header, HEADER_LEN, MAX_PAYLOAD};
 use crate::device::ActiveQueue;
 use crate::interrupt::VirtioInterrupt;
-use crate::queue::{serve_queue, Chain};
+use crate::queue::{serve_queue, watch_rx_tx, Chain, RX, TX};
 
-/// Event data: the receive queue, the transmit queue, the listening socket.
-const RX: u32 = 0;
-const TX: u32 = 1;
+/// Event data of the listening socket (beside the queues' [`RX`] and [`TX`]).
 const LISTENER: u32 = 3;
 
 static PACKET_LOG: RateLimit = RateLimit::new(10, 10);
@@ -160,14 +158,13 @@ impl MutEventSubscriber for VsockHandler {
 
     fn init(&mut self, ops: &mut EventOps) {
         let listener = self.muxer.listener_fd();
-        let watched = [
-            ops.add(Events::with_data(&self.rx.event, RX, EventSet::IN)),
-            ops.add(Events::with_data(&self.tx.event, TX, EventSet::IN)),
-            ops.add(Events::with_data_raw(listener, LISTENER, EventSet::IN)),
-        ];
-        if watched.iter().any(Result::is_err) {
-            tracing::error!("virtio-vsock cannot watch its queues and socket");
-        }
+        watch_rx_tx(
+            ops,
+            &self.rx,
+            &self.tx,
+            Events::with_data_raw(listener, LISTENER, EventSet::IN),
+            "virtio-vsock",
+        );
         self.transmit();
         self.receive();
         self.apply_watches(ops);
