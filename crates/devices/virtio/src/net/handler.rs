@@ -48,6 +48,8 @@ pub struct NetHandler {
     features: u64,
     /// The frame being received, header first.
     frame: Vec<u8>,
+    /// The frame being sent, kept between notifications (64 KiB each time otherwise).
+    tx_frame: Vec<u8>,
     /// Its length, while it waits for receive buffers.
     pending: Option<usize>,
     /// Receive chains taken for the pending frame, and their total size.
@@ -75,6 +77,7 @@ impl NetHandler {
             backend,
             features: activation.features,
             frame: vec![0; MAX_FRAME],
+            tx_frame: Vec::with_capacity(MAX_FRAME),
             pending: None,
             held: Vec::new(),
             held_capacity: 0,
@@ -219,18 +222,18 @@ impl NetHandler {
         let ended = self.ended;
         let mut backend = lock(&self.backend);
         let mut blocked = false;
-        let mut frame = Vec::with_capacity(MAX_FRAME);
+        let frame = &mut self.tx_frame;
         serve_queue(&mut self.tx, memory, &self.interrupt, |chain| {
-            if !gather(chain, memory, &mut frame) || ended {
+            if !gather(chain, memory, frame) || ended {
                 return Some(0);
             }
-            if let Err(e) = NetHeader::read(&frame).and_then(|h| h.check(frame.len(), features)) {
+            if let Err(e) = NetHeader::read(frame).and_then(|h| h.check(frame.len(), features)) {
                 if NET_LOG.allow() {
                     tracing::warn!("virtio-net: dropped a frame to send: {e}");
                 }
                 return Some(0);
             }
-            match backend.send(&frame) {
+            match backend.send(frame) {
                 Ok(true) => Some(0),
                 Ok(false) => {
                     blocked = true;
