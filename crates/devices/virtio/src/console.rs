@@ -111,6 +111,7 @@ impl VirtioDevice for VirtioConsole {
             interrupt: activation.interrupt,
             output: self.output.clone(),
             input: self.input.clone(),
+            data: Vec::new(),
         };
         let worker = Worker::spawn("virtio-console".into(), Arc::new(Mutex::new(handler)))
             .map_err(ActivateError::Thread)?;
@@ -130,6 +131,8 @@ struct ConsoleHandler {
     interrupt: Arc<VirtioInterrupt>,
     output: Output,
     input: Arc<ConsolePortInput>,
+    /// The chain being written out, kept between notifications.
+    data: Vec<u8>,
 }
 
 impl ConsoleHandler {
@@ -149,7 +152,7 @@ impl ConsoleHandler {
     fn transmit(&mut self) {
         let memory = &self.memory;
         let mut output = lock(&self.output);
-        let mut data = Vec::new();
+        let data = &mut self.data;
         serve_queue(&mut self.tx, memory, &self.interrupt, |chain| {
             data.clear();
             for desc in chain.readable() {
@@ -165,7 +168,7 @@ impl ConsoleHandler {
                 }
             }
             // A terminal that went away loses the output; the guest goes on.
-            let _ = output.write_all(&data);
+            let _ = output.write_all(data);
             Some(0)
         });
         let _ = output.flush();
