@@ -11,7 +11,7 @@ use std::process::Command;
 
 use common::guest::{asset, value, Guest};
 use common::netns::{enter_new_netns, http_server, passt_uplink, sh};
-use common::scratch;
+use common::{join_within, scratch};
 
 #[test]
 fn test_debian_boots_from_virtio_blk_logs_in_uses_the_network_and_keeps_its_writes() {
@@ -66,7 +66,7 @@ fn test_debian_boots_from_virtio_blk_logs_in_uses_the_network_and_keeps_its_writ
     let console = guest.wait_for("DONE-42", 1);
     guest.type_line("poweroff");
     let (status, stderr) = guest.exit();
-    server.join().unwrap();
+    join_within(server, "the HTTP server");
     assert_eq!(status, Some(0), "{stderr}\n{console}");
     assert_eq!(value(&console, "ROOT"), "/dev/vda");
     assert_eq!(

@@ -10,7 +10,7 @@ use common::guest::{asset, initrd_with_xfer, value, Guest};
 use common::netns::{
     enter_new_netns, http_server, passt_uplink, random_file, sh, sha256, sink_server,
 };
-use common::scratch;
+use common::{join_within, scratch};
 
 #[test]
 fn test_virtio_net_tap_pings_and_moves_64_mib_each_way() {
@@ -49,15 +49,15 @@ fn test_virtio_net_tap_pings_and_moves_64_mib_each_way() {
     let console = guest.wait_for("DONE-42", 1);
     guest.type_line("poweroff -f");
     let (status, stderr) = guest.exit();
-    download.join().unwrap();
-    upload.join().unwrap();
     assert_eq!(status, Some(0), "{stderr}\n{console}");
     assert_eq!(value(&console, "MAC"), "52:54:00:12:34:56");
     assert_eq!(value(&console, "PING"), "0", "the guest pings the tap");
     assert_eq!(host_ping.trim(), "ok", "the tap pings the guest");
-    assert_eq!(value(&console, "WGET"), "0");
+    assert_eq!(value(&console, "WGET"), "0", "{console}");
     assert_eq!(value(&console, "GOT"), sum, "64 MiB host to guest");
-    assert_eq!(value(&console, "SENT"), "0");
+    assert_eq!(value(&console, "SENT"), "0", "{console}");
+    join_within(download, "the HTTP server");
+    join_within(upload, "the upload sink");
     assert_eq!(sha256(&dir.join("uploaded")), sum, "64 MiB guest to host");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -81,7 +81,7 @@ fn test_virtio_net_user_gets_dhcp_and_fetches_from_the_host_through_passt() {
     let console = guest.wait_for("DONE-42", 1);
     guest.type_line("poweroff -f");
     let (status, stderr) = guest.exit();
-    server.join().unwrap();
+    join_within(server, "the HTTP server");
     assert_eq!(status, Some(0), "{stderr}\n{console}");
     assert_eq!(value(&console, "DHCP"), "0", "{console}");
     assert!(

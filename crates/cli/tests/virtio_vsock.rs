@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use common::guest::{initrd_with_xfer, value, Guest};
 use common::netns::{random_file, sha256};
-use common::scratch;
+use common::{join_within, scratch};
 
 /// Connects to guest port `port` through the hybrid socket; the `OK` line, if any.
 fn connect(socket: &PathBuf, port: u32) -> (BufReader<UnixStream>, String) {
@@ -67,7 +67,7 @@ fn test_virtio_vsock_moves_16_mib_each_way_and_refuses_closed_ports() {
     let console = guest.wait_for("DONE-42", 1);
     guest.type_line("poweroff -f");
     let (status, stderr) = guest.exit();
-    receiver.join().unwrap();
+    join_within(receiver, "the port 6000 receiver");
     assert_eq!(status, Some(0), "{stderr}\n{console}");
     assert_eq!(value(&console, "GOT"), sum, "16 MiB host to guest");
     assert_eq!(value(&console, "SENT"), "0");

@@ -18,6 +18,8 @@ pub struct Guest {
     child: Child,
     stdin: ChildStdin,
     console: Arc<Mutex<String>>,
+    /// Read by a thread of its own, so a chatty gasang (`-v`) never blocks on it.
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Guest {
@@ -53,10 +55,17 @@ impl Guest {
             .unwrap();
         let stdin = child.stdin.take().unwrap();
         let console = super::console_reader(child.stdout.take().unwrap());
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            text
+        });
         Self {
             child,
             stdin,
             console,
+            stderr: Some(stderr),
         }
     }
 
@@ -72,10 +81,7 @@ impl Guest {
             if Instant::now() > deadline || self.child.try_wait().unwrap().is_some() {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-                }
+                let stderr = self.take_stderr();
                 panic!("no {times}x '{marker}' on the console:\n{seen}\nstderr:\n{stderr}");
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -99,13 +105,38 @@ impl Guest {
         self.exit()
     }
 
-    /// Waits for gasang to exit: its status and stderr.
-    pub fn exit(self) -> (Option<i32>, String) {
-        let out = self.child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into(),
-        )
+    /// Waits (up to 2 minutes) for gasang to exit: its status and stderr.
+    pub fn exit(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let seen = self.console.lock().unwrap().clone();
+                panic!("gasang did not exit within 2 minutes:\n{seen}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status.code(), self.take_stderr())
+    }
+
+    /// What gasang wrote to stderr, once it has exited.
+    fn take_stderr(&mut self) -> String {
+        self.stderr
+            .take()
+            .map(|reader| super::join_within(reader, "gasang's stderr"))
+            .unwrap_or_default()
+    }
+}
+
+/// A test that fails part-way leaves no gasang behind.
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -137,11 +168,15 @@ pub fn initrd_with_xfer() -> PathBuf {
             assert!(status.success(), "cannot build guests/vm-tests/xfer.c");
             let tmp = dir.join(format!("initrd-xfer.img.{}", std::process::id()));
             let out = dir.join("initrd-xfer.img");
+            // The kernel looks for the second archive's magic only at a multiple of 4
+            // bytes (zeros before it are skipped): pad the first to that.
+            let mut image = std::fs::read(asset("initrd-virtio.img")).unwrap();
+            image.resize(image.len().next_multiple_of(4), 0);
+            std::fs::write(&tmp, image).unwrap();
             let script = format!(
-                "cat '{}' > '{out}' && cd '{}' && echo bin/xfer | /bin/busybox cpio -o -H newc >> '{out}'",
-                asset("initrd-virtio.img").display(),
+                "cd '{}' && echo bin/xfer | /bin/busybox cpio -o -H newc >> '{}'",
                 dir.display(),
-                out = tmp.display(),
+                tmp.display(),
             );
             let status = std::process::Command::new("sh")
                 .args(["-c", &script])

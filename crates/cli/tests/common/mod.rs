@@ -163,6 +163,23 @@ pub fn console_reader(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>
     console
 }
 
+/// Joins a test's helper thread (a server, a receiver), waiting at most 4 minutes: a
+/// guest that never connects fails the test instead of hanging the suite.
+pub fn join_within<T>(handle: std::thread::JoinHandle<T>, what: &str) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    while !handle.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not finish within 4 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    match handle.join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 /// Reads `from` until `marker` has appeared `times` times, it ends, or 30 s pass.
 pub fn read_until(from: &mut impl Read, marker: &str, times: usize) -> String {
     let mut seen = String::new();
