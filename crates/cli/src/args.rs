@@ -105,8 +105,9 @@ pub struct RunArgs {
     /// What a guest reboot does.
     #[arg(long, value_enum, default_value_t = OnReboot::Exit)]
     pub on_reboot: OnReboot,
-    /// A virtio-blk disk: a raw image, PATH[,readonly=on][,serial=ID]. Repeatable:
-    /// the guest sees /dev/vda, /dev/vdb, ... in this order.
+    /// A virtio-blk disk: a raw image, PATH[,readonly=on][,serial=ID]
+    /// [,cache=writeback|none][,aio=io_uring|threads]. Repeatable: the guest sees
+    /// /dev/vda, /dev/vdb, ... in this order.
     #[arg(long, value_name = "PATH[,OPTIONS]")]
     pub disk: Vec<String>,
     /// A virtio-net card: `user` (passt: DHCP, DNS, outbound TCP and UDP, no root) or

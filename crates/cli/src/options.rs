@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use gasang_vmm::{BlockConfig, NetBackendConfig, NetConfig, VsockConfig, MIN_GUEST_CID};
+use gasang_vmm::{AioConfig, BlockConfig, NetBackendConfig, NetConfig, VsockConfig, MIN_GUEST_CID};
 
-const DISK_KEYS: &str = "readonly=on|off, serial=ID";
+const DISK_KEYS: &str = "readonly=on|off, serial=ID, cache=writeback|none, aio=io_uring|threads";
 const NET_KEYS: &str = "mac=52:54:00:12:34:56";
 const VSOCK_KEYS: &str = "cid=N, socket=PATH";
 
@@ -68,6 +68,8 @@ pub fn parse_disk(arg: &str) -> Result<BlockConfig, OptionError> {
         path: PathBuf::from(path),
         read_only: false,
         serial: None,
+        direct: false,
+        aio: AioConfig::Auto,
     };
     for part in parts {
         let (key, value) = key_value(part, DISK_KEYS)?;
@@ -83,6 +85,20 @@ pub fn parse_disk(arg: &str) -> Result<BlockConfig, OptionError> {
                     ));
                 }
                 disk.serial = Some(value.into());
+            }
+            "cache" => {
+                disk.direct = match value {
+                    "writeback" => false,
+                    "none" => true,
+                    _ => return Err(bad(key, value, "must be writeback or none")),
+                }
+            }
+            "aio" => {
+                disk.aio = match value {
+                    "io_uring" => AioConfig::IoUring,
+                    "threads" => AioConfig::Threads,
+                    _ => return Err(bad(key, value, "must be io_uring or threads")),
+                }
             }
             _ => return Err(unknown(key, DISK_KEYS)),
         }
@@ -174,6 +190,15 @@ mod tests {
         assert!(disk.read_only);
         assert_eq!(disk.serial.as_deref(), Some("data1"));
         assert!(!parse_disk("b.img").unwrap().read_only);
+        let tuned = parse_disk("c.img,cache=none,aio=threads").unwrap();
+        assert!(tuned.direct);
+        assert_eq!(tuned.aio, AioConfig::Threads);
+        let default = parse_disk("d.img,cache=writeback").unwrap();
+        assert_eq!((default.direct, default.aio), (false, AioConfig::Auto));
+        assert_eq!(
+            parse_disk("e.img,aio=io_uring").unwrap().aio,
+            AioConfig::IoUring
+        );
     }
 
     #[test]
@@ -195,6 +220,12 @@ mod tests {
             parse_disk("a,serial=012345678901234567890"),
             Err(OptionError::BadValue { .. })
         ));
+        for bad in ["a,cache=writethrough", "a,aio=native"] {
+            assert!(
+                matches!(parse_disk(bad), Err(OptionError::BadValue { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

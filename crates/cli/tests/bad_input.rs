@@ -253,6 +253,29 @@ fn test_bad_disk_unknown_option_and_bad_serial() {
     assert_one_line_error(&out, 2, "must be 1 to 20 printable ASCII characters");
     let out = run_pvh(&["--disk", ",readonly=on"]);
     assert_one_line_error(&out, 2, "no image path");
+    let out = run_pvh(&["--disk", "a.img,cache=unsafe"]);
+    assert_one_line_error(&out, 2, "'cache=unsafe': must be writeback or none");
+    let out = run_pvh(&["--disk", "a.img,aio=native"]);
+    assert_one_line_error(&out, 2, "'aio=native': must be io_uring or threads");
+}
+
+#[test]
+fn test_bad_disk_cache_none_on_a_file_system_without_o_direct() {
+    // ramfs has no O_DIRECT; it is mounted in a mount namespace of the test's own,
+    // and goes away with it.
+    let dir = common::scratch("nodirect");
+    let script = format!(
+        "mount --make-rprivate / && mount -t ramfs none '{d}' && truncate -s 1M '{d}/a.img' \
+        && exec \"$0\" run --kernel '{k}' --disk '{d}/a.img,cache=none'",
+        d = dir.display(),
+        k = pvh_guest().display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script, env!("CARGO_BIN_EXE_gasang")])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_one_line_error(&out, 2, "cache=none needs O_DIRECT");
 }
 
 #[test]

@@ -31,7 +31,26 @@ fn sector_of(path: &Path, n: usize) -> Vec<u8> {
 
 #[test]
 fn test_virtio_blk_reads_writes_flushes_discards_and_honours_readonly() {
-    let dir = scratch("blk-rw");
+    let stderr = reads_writes_flushes_discards("blk-rw", "");
+    assert!(
+        stderr.contains("I/O through io_uring, host cache writeback"),
+        "io_uring by default on this host: {stderr}"
+    );
+}
+
+#[test]
+fn test_virtio_blk_on_the_thread_pool_with_the_host_cache_bypassed() {
+    let stderr = reads_writes_flushes_discards("blk-pool", ",aio=threads,cache=none");
+    assert!(
+        stderr.contains("I/O through a thread pool, host cache none (O_DIRECT)"),
+        "{stderr}"
+    );
+}
+
+/// Boots with three disks, each with `options`, and checks what the guest does to
+/// them; returns gasang's stderr (at -v).
+fn reads_writes_flushes_discards(name: &str, options: &str) -> String {
+    let dir = scratch(name);
     let (vda, vdb, vdc) = (dir.join("a.img"), dir.join("b.img"), dir.join("c.img"));
     pattern_image(&vda, 8192);
     pattern_image(&vdb, 64);
@@ -39,11 +58,11 @@ fn test_virtio_blk_reads_writes_flushes_discards_and_honours_readonly() {
     let vdb_before = std::fs::read(&vdb).unwrap();
     let blocks_before = std::fs::metadata(&vda).unwrap().blocks();
     let disks = [
-        format!("{}", vda.display()),
-        format!("{},readonly=on,serial=data1", vdb.display()),
-        format!("{},serial=data2", vdc.display()),
+        format!("{}{options}", vda.display()),
+        format!("{},readonly=on,serial=data1{options}", vdb.display()),
+        format!("{},serial=data2{options}", vdc.display()),
     ];
-    let mut args = vec!["--vcpus", "2", "--rng"];
+    let mut args = vec!["-v", "--vcpus", "2", "--rng"];
     for disk in &disks {
         args.extend(["--disk", disk.as_str()]);
     }
@@ -93,6 +112,7 @@ fn test_virtio_blk_reads_writes_flushes_discards_and_honours_readonly() {
         "the read-only image is unchanged"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+    stderr
 }
 
 #[test]

@@ -14,15 +14,33 @@ pub type Chain<'a> = DescriptorChain<&'a GuestMemory>;
 
 static RING_LOG: RateLimit = RateLimit::new(10, 10);
 
-/// Serves every chain available on `active`, calling `serve` for each: it returns the
-/// bytes it wrote into the chain, or `None` to leave the chain (and those after it)
-/// on the ring until the device can take it. On a broken ring the device needs a reset.
-pub fn serve_queue(
+/// What became of a chain a device was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Done: it goes back to the driver as used, with this many bytes written.
+    Used(u32),
+    /// Taken: the device returns it later with [`complete`] (asynchronous I/O).
+    Deferred,
+    /// Not taken: it (and those after it) stays on the ring until the device can.
+    Retry,
+}
+
+impl From<Option<u32>> for Served {
+    fn from(written: Option<u32>) -> Self {
+        written.map_or(Self::Retry, Self::Used)
+    }
+}
+
+/// Serves every chain available on `active`, calling `serve` for each (see
+/// [`Served`]; `Some(n)` is `Used(n)` and `None` is `Retry`). On a broken ring the
+/// device needs a reset.
+pub fn serve_queue<S: Into<Served>>(
     active: &mut ActiveQueue,
     memory: &GuestMemory,
     interrupt: &VirtioInterrupt,
-    mut serve: impl FnMut(Chain<'_>) -> Option<u32>,
+    mut serve: impl FnMut(Chain<'_>) -> S,
 ) {
+    let mut serve = |chain: Chain<'_>| serve(chain).into();
     let served = match try_serve(active, memory, &mut serve) {
         Ok(served) => served,
         Err(e) => {
@@ -36,9 +54,29 @@ pub fn serve_queue(
             return;
         }
     };
-    if served == 0 {
-        return;
+    if served > 0 {
+        notify(active, memory, interrupt);
     }
+}
+
+/// Returns chains a device took with [`Served::Deferred`]: each head with the bytes
+/// written into its chain, then one interrupt if the ring's rules ask for it.
+pub fn complete(
+    active: &mut ActiveQueue,
+    memory: &GuestMemory,
+    interrupt: &VirtioInterrupt,
+    used: impl IntoIterator<Item = (u16, u32)>,
+) {
+    for (head, written) in used {
+        if active.queue.add_used(memory, head, written).is_err() {
+            interrupt.needs_reset();
+            return;
+        }
+    }
+    notify(active, memory, interrupt);
+}
+
+fn notify(active: &mut ActiveQueue, memory: &GuestMemory, interrupt: &VirtioInterrupt) {
     match active.queue.needs_notification(memory) {
         Ok(true) => interrupt.queue(active.vector),
         Ok(false) => {}
@@ -49,7 +87,7 @@ pub fn serve_queue(
 fn try_serve(
     active: &mut ActiveQueue,
     memory: &GuestMemory,
-    serve: &mut impl FnMut(Chain<'_>) -> Option<u32>,
+    serve: &mut impl FnMut(Chain<'_>) -> Served,
 ) -> Result<usize, virtio_queue::Error> {
     let mut served = 0;
     loop {
@@ -58,12 +96,15 @@ fn try_serve(
         // `iter` checks the available index against the ring size first.
         while let Some(chain) = active.queue.iter(memory)?.next() {
             let head = chain.head_index();
-            let Some(written) = serve(chain) else {
-                // Left for later: the device resumes here when it can.
-                active.queue.go_to_previous_position();
-                return Ok(served + pass);
-            };
-            active.queue.add_used(memory, head, written)?;
+            match serve(chain) {
+                Served::Used(written) => active.queue.add_used(memory, head, written)?,
+                Served::Deferred => {}
+                Served::Retry => {
+                    // Left for later: the device resumes here when it can.
+                    active.queue.go_to_previous_position();
+                    return Ok(served + pass);
+                }
+            }
             pass += 1;
         }
         served += pass;
@@ -118,9 +159,8 @@ pub fn serve_queues(
     events: Option<&Events>,
     memory: &GuestMemory,
     interrupt: &VirtioInterrupt,
-    mut serve: impl FnMut(Chain<'_>) -> u32,
+    mut serve: impl FnMut(usize, Chain<'_>) -> Served,
 ) {
-    let mut serve = |chain: Chain<'_>| Some(serve(chain));
     let which = match events {
         Some(events) => {
             let k = events.data() as usize;
@@ -131,7 +171,8 @@ pub fn serve_queues(
         }
         None => 0..queues.len(),
     };
-    for active in queues.get_mut(which).into_iter().flatten() {
-        serve_queue(active, memory, interrupt, &mut serve);
+    let first = which.start;
+    for (k, active) in queues.get_mut(which).into_iter().flatten().enumerate() {
+        serve_queue(active, memory, interrupt, |chain| serve(first + k, chain));
     }
 }

@@ -8,7 +8,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use crate::device::{device_type, ActivateError, Activation, ActiveQueue, VirtioDevice};
 use crate::interrupt::VirtioInterrupt;
-use crate::queue::{serve_queues, watch_queues, Chain};
+use crate::queue::{serve_queues, watch_queues, Chain, Served};
 use crate::worker::Worker;
 
 /// Most bytes one request gets: a driver asking for gigabytes gets this much.
@@ -70,9 +70,13 @@ struct RngHandler {
 impl RngHandler {
     fn serve(&mut self, events: Option<&Events>) {
         let memory = &self.memory;
-        serve_queues(&mut self.queues, events, memory, &self.interrupt, |chain| {
-            fill(chain, memory)
-        });
+        serve_queues(
+            &mut self.queues,
+            events,
+            memory,
+            &self.interrupt,
+            |_, chain| Served::Used(fill(chain, memory)),
+        );
     }
 }
 

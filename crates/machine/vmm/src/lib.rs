@@ -22,7 +22,7 @@ pub use console::{Console, ConsoleError};
 pub use devices::acpi_machine;
 pub use exit::ExitReason;
 pub use gasang_bus::RangeTraps;
-pub use gasang_virtio::block::BlockConfig;
+pub use gasang_virtio::block::{AioConfig, BlockConfig};
 pub use gasang_virtio::net::{NetBackendConfig, NetConfig};
 pub use gasang_virtio::vsock::{VsockConfig, MIN_GUEST_CID};
 pub use io::TrapCounts;

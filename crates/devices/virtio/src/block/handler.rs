@@ -1,20 +1,22 @@
-//! The block device's I/O thread: each request, from its chain to its status byte.
+//! The block device's thread: each request from its chain to the engine (reads,
+//! writes, flushes) or done here (the rest), and each completion to its status byte.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use event_manager::{EventOps, Events, MutEventSubscriber};
+use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use gasang_bus::RateLimit;
 use gasang_memory::GuestMemory;
 use virtio_queue::desc::split::Descriptor;
-use vm_memory::Bytes;
+use vm_memory::{Bytes, GuestAddress};
 
 use super::disk::Disk;
+use super::io::{Completion, IoEngine, IoKind, IoOp, Iovecs};
 use super::request::{parse, Request, RequestKind, Segment, SECTOR};
-use super::SERIAL_LEN;
+use super::{QUEUE_SIZE, SERIAL_LEN};
 use crate::device::ActiveQueue;
 use crate::interrupt::VirtioInterrupt;
-use crate::queue::{serve_queues, watch_queues, Chain};
+use crate::queue::{complete, serve_queues, watch_queues, Chain, Served};
 
 /// Request status: done.
 const S_OK: u8 = 0;
@@ -29,44 +31,171 @@ const FLAG_UNMAP: u32 = 1;
 
 static IO_LOG: RateLimit = RateLimit::new(10, 10);
 
+/// A request the engine holds: where its answer goes once it completes.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    status: GuestAddress,
+    /// Bytes the device writes into the chain on success (data and status).
+    written: u32,
+}
+
 /// What the I/O thread works with.
 pub struct BlockHandler {
+    /// Runs transfers and flushes; first, so that it is dropped (waiting for the
+    /// operations it holds) before anything they point into.
+    engine: IoEngine,
+    /// Requests in the engine, by token: queue * QUEUE_SIZE + head.
+    in_flight: Vec<Option<InFlight>>,
+    /// Guest RAM.
+    memory: GuestMemory,
+    /// The request queues.
+    queues: Vec<ActiveQueue>,
+    /// Completions.
+    interrupt: Arc<VirtioInterrupt>,
+    /// The image.
+    disk: Arc<Disk>,
+    /// GET_ID's answer.
+    serial: [u8; SERIAL_LEN],
+    /// The guest's write-cache setting: off means every write is flushed.
+    writeback: Arc<AtomicBool>,
+    /// Completions being answered (kept to save an allocation per batch).
+    done: Vec<Completion>,
+}
+
+/// What a handler shares with its device.
+pub struct BlockParts {
     /// Guest RAM.
     pub memory: GuestMemory,
-    /// The request queues.
-    pub queues: Vec<ActiveQueue>,
     /// Completions.
     pub interrupt: Arc<VirtioInterrupt>,
     /// The image.
     pub disk: Arc<Disk>,
     /// GET_ID's answer.
     pub serial: [u8; SERIAL_LEN],
-    /// The guest's write-cache setting: off means every write is flushed.
+    /// The guest's write-cache setting.
     pub writeback: Arc<AtomicBool>,
 }
 
 impl BlockHandler {
-    /// Serves one chain; returns the bytes written into it.
-    fn serve(&self, chain: Chain<'_>) -> u32 {
+    /// The handler for queues `queues`, its transfers on `engine`.
+    pub fn new(engine: IoEngine, parts: BlockParts, queues: Vec<ActiveQueue>) -> Self {
+        let slots = queues.len() * usize::from(QUEUE_SIZE);
+        Self {
+            engine,
+            in_flight: vec![None; slots],
+            memory: parts.memory,
+            queues,
+            interrupt: parts.interrupt,
+            disk: parts.disk,
+            serial: parts.serial,
+            writeback: parts.writeback,
+            done: Vec::new(),
+        }
+    }
+
+    /// Serves one chain of queue `queue`: done here, or handed to the engine.
+    fn serve(&mut self, queue: usize, chain: Chain<'_>) -> Served {
+        let head = chain.head_index();
         let descriptors: Vec<Descriptor> = chain.collect();
-        let (status, request, written) = match parse(&descriptors, &self.memory) {
-            Ok(request) => {
-                let (status, written) = self.execute(&request);
-                (status, request.status, written)
-            }
-            Err((_, Some(status))) => (S_IOERR, status, 0),
-            Err((_, None)) => return 0,
+        let request = match parse(&descriptors, &self.memory) {
+            Ok(request) => request,
+            Err((_, Some(status))) => return Served::Used(self.answer(status, S_IOERR, 0)),
+            Err((_, None)) => return Served::Used(0),
         };
-        if self.memory.write_obj(status, request).is_err() {
+        let token = queue * usize::from(QUEUE_SIZE) + usize::from(head);
+        if let Some(op) = self.async_op(&request, token as u64) {
+            let Some(slot) = self.in_flight.get_mut(token) else {
+                return Served::Used(0);
+            };
+            if slot.is_some() {
+                // The driver offered a chain the device still holds: a broken ring.
+                self.interrupt.needs_reset();
+                return Served::Deferred;
+            }
+            let written = u32::try_from(op_written(&request)).unwrap_or(u32::MAX);
+            *slot = Some(InFlight {
+                status: request.status,
+                written,
+            });
+            self.engine.submit(op);
+            return Served::Deferred;
+        }
+        let (status, written) = self.execute(&request);
+        Served::Used(self.answer(request.status, status, written))
+    }
+
+    /// Writes `status`; returns the bytes written into the chain.
+    fn answer(&self, at: GuestAddress, status: u8, written: u32) -> u32 {
+        if self.memory.write_obj(status, at).is_err() {
             return written;
         }
         written + 1
     }
 
-    /// Runs `request`; returns its status and the data bytes written to the guest.
+    /// The engine's operation for `request`, if it is a read, write or flush the disk
+    /// can take (the rest, and failures, are answered at once).
+    fn async_op(&self, request: &Request, token: u64) -> Option<IoOp> {
+        let kind = match request.kind {
+            RequestKind::In => IoKind::Read,
+            RequestKind::Out if !self.disk.read_only() => IoKind::Write,
+            RequestKind::Flush => IoKind::Flush,
+            _ => return None,
+        };
+        if kind != IoKind::Flush && !self.disk.contains(request.sector, request.data_len()) {
+            return None;
+        }
+        let iovecs = match kind {
+            IoKind::Flush => Iovecs::default(),
+            _ => Disk::iovecs(&self.memory, &request.data).ok()?,
+        };
+        Some(IoOp {
+            token,
+            kind,
+            offset: request.sector * SECTOR,
+            iovecs,
+            dsync: !self.writeback.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Answers every request the engine finished, one interrupt per queue at most.
+    fn complete_all(&mut self) {
+        let mut done = std::mem::take(&mut self.done);
+        self.engine.completions(&mut done);
+        let size = usize::from(QUEUE_SIZE);
+        for (k, queue) in self.queues.iter_mut().enumerate() {
+            let mine = done.iter().filter(|(t, _)| *t as usize / size == k);
+            let mut used = Vec::new();
+            for (token, result) in mine {
+                let Some(req) = self
+                    .in_flight
+                    .get_mut(*token as usize)
+                    .and_then(Option::take)
+                else {
+                    continue;
+                };
+                let (status, written) = match result {
+                    Ok(()) => (S_OK, req.written),
+                    Err(e) => {
+                        log_error(e, req.status);
+                        (S_IOERR, 0)
+                    }
+                };
+                let n = match self.memory.write_obj(status, req.status) {
+                    Ok(()) => written + 1,
+                    Err(_) => written,
+                };
+                used.push(((*token as usize % size) as u16, n));
+            }
+            if !used.is_empty() {
+                complete(queue, &self.memory, &self.interrupt, used);
+            }
+        }
+        done.clear();
+        self.done = done;
+    }
+
+    /// Runs `request` here; returns its status and the data bytes written to the guest.
     fn execute(&self, request: &Request) -> (u8, u32) {
-        let len = request.data_len();
-        let offset = request.sector.wrapping_mul(SECTOR);
         let writes = matches!(
             request.kind,
             RequestKind::Out | RequestKind::Discard | RequestKind::WriteZeroes
@@ -75,18 +204,14 @@ impl BlockHandler {
             return (S_IOERR, 0);
         }
         let result = match request.kind {
-            RequestKind::In | RequestKind::Out if !self.disk.contains(request.sector, len) => {
-                return (S_IOERR, 0)
-            }
-            RequestKind::In => self.disk.read_into(&self.memory, offset, &request.data),
-            RequestKind::Out => self.write(offset, &request.data),
-            RequestKind::Flush => self.disk.flush(),
+            // Reads, writes and flushes the engine could not take: out of bounds, or
+            // buffers outside RAM.
+            RequestKind::In | RequestKind::Out | RequestKind::Flush => return (S_IOERR, 0),
             RequestKind::GetId => return (S_OK, self.get_id(&request.data)),
             RequestKind::Discard | RequestKind::WriteZeroes => self.ranges(request),
             RequestKind::Unsupported(_) => return (S_UNSUPP, 0),
         };
         match result {
-            Ok(()) if request.kind == RequestKind::In => (S_OK, len as u32),
             Ok(()) => (S_OK, 0),
             Err(e) => {
                 if IO_LOG.allow() {
@@ -99,14 +224,6 @@ impl BlockHandler {
                 (S_IOERR, 0)
             }
         }
-    }
-
-    fn write(&self, offset: u64, data: &[Segment]) -> std::io::Result<()> {
-        self.disk.write_from(&self.memory, offset, data)?;
-        if !self.writeback.load(Ordering::Relaxed) {
-            self.disk.flush()?;
-        }
-        Ok(())
     }
 
     fn get_id(&self, data: &[Segment]) -> u32 {
@@ -162,20 +279,48 @@ impl BlockHandler {
     fn serve_all(&mut self, which: Option<&Events>) {
         // Out of `self` while its chains are served: serving borrows the rest of it.
         let mut queues = std::mem::take(&mut self.queues);
-        serve_queues(&mut queues, which, &self.memory, &self.interrupt, |c| {
-            self.serve(c)
+        let memory = self.memory.clone();
+        let interrupt = self.interrupt.clone();
+        serve_queues(&mut queues, which, &memory, &interrupt, |k, c| {
+            self.serve(k, c)
         });
         self.queues = queues;
+        self.engine.commit();
+    }
+}
+
+/// Event data of the engine's completions (queues are 0..n).
+const COMPLETIONS: u32 = u32::MAX;
+
+/// Bytes a request writes into its chain's data buffers on success.
+fn op_written(request: &Request) -> u64 {
+    match request.kind {
+        RequestKind::In => request.data_len(),
+        _ => 0,
+    }
+}
+
+fn log_error(e: &std::io::Error, status: GuestAddress) {
+    if IO_LOG.allow() {
+        tracing::warn!("virtio-blk request (status at {:#x}): {e}", status.0);
     }
 }
 
 impl MutEventSubscriber for BlockHandler {
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
-        self.serve_all(Some(&events));
+        if events.data() == COMPLETIONS {
+            self.complete_all();
+        } else {
+            self.serve_all(Some(&events));
+        }
     }
 
     fn init(&mut self, ops: &mut EventOps) {
         watch_queues(&self.queues, ops);
+        let completions = Events::with_data(self.engine.event(), COMPLETIONS, EventSet::IN);
+        if let Err(e) = ops.add(completions) {
+            tracing::error!("virtio-blk cannot watch its I/O completions: {e:?}");
+        }
         // Requests the driver posted before its first notification.
         self.serve_all(None);
     }

@@ -1,9 +1,11 @@
-//! virtio-blk on a raw image: reads and writes straight between the image and guest
-//! memory on the device's thread, flushes as `fdatasync`, discard and write-zeroes
-//! as holes punched in the file, the serial for GET_ID, one queue per vCPU.
+//! virtio-blk on a raw image: reads, writes and flushes (`fdatasync`) straight
+//! between the image and guest memory on io_uring or a thread pool, discard and
+//! write-zeroes as holes punched in the file, the serial for GET_ID, one queue per
+//! vCPU.
 
 mod disk;
 mod handler;
+pub mod io;
 pub mod request;
 
 use std::path::PathBuf;
@@ -11,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use disk::{Disk, DiskError};
-use handler::BlockHandler;
+use handler::{BlockHandler, BlockParts};
+pub use io::AioConfig;
+use io::IoEngine;
 
 use crate::device::{device_type, read_config_bytes, ActivateError, Activation, VirtioDevice};
 use crate::worker::Worker;
@@ -42,6 +46,10 @@ pub struct BlockConfig {
     pub read_only: bool,
     /// The serial (at most 20 bytes), shown in /dev/disk/by-id/virtio-SERIAL.
     pub serial: Option<String>,
+    /// `cache=none`: bypass the host's page cache (O_DIRECT).
+    pub direct: bool,
+    /// Which engine runs the I/O.
+    pub aio: AioConfig,
 }
 
 /// The block device.
@@ -51,13 +59,16 @@ pub struct Block {
     serial: [u8; SERIAL_LEN],
     queues: u16,
     writeback: Arc<AtomicBool>,
+    /// Run I/O through io_uring (else the thread pool).
+    uring: bool,
     worker: Option<Worker>,
 }
 
 impl Block {
     /// Opens and locks `config`'s image, with `queues` request queues.
     pub fn new(config: &BlockConfig, queues: u16) -> Result<Self, DiskError> {
-        let disk = Disk::open(&config.path, config.read_only)?;
+        let disk = Disk::open(&config.path, config.read_only, config.direct)?;
+        let uring = choose_engine(config)?;
         let mut serial = [0u8; SERIAL_LEN];
         if let Some(s) = &config.serial {
             let n = s.len().min(SERIAL_LEN);
@@ -68,6 +79,7 @@ impl Block {
             serial,
             queues: queues.max(1),
             writeback: Arc::new(AtomicBool::new(true)),
+            uring,
             worker: None,
         })
     }
@@ -138,14 +150,17 @@ impl VirtioDevice for Block {
         if activation.features & F_CONFIG_WCE == 0 {
             self.writeback.store(true, Ordering::Relaxed);
         }
-        let handler = BlockHandler {
+        let depth = activation.queues.len() * usize::from(QUEUE_SIZE);
+        let engine =
+            IoEngine::new(self.disk.clone(), self.uring, depth).map_err(ActivateError::Thread)?;
+        let parts = BlockParts {
             memory: activation.memory,
-            queues: activation.queues,
             interrupt: activation.interrupt,
             disk: self.disk.clone(),
             serial: self.serial,
             writeback: self.writeback.clone(),
         };
+        let handler = BlockHandler::new(engine, parts, activation.queues);
         let worker = Worker::spawn("virtio-blk".into(), Arc::new(Mutex::new(handler)))
             .map_err(ActivateError::Thread)?;
         self.worker = Some(worker);
@@ -156,4 +171,32 @@ impl VirtioDevice for Block {
         self.worker = None;
         self.writeback.store(true, Ordering::Relaxed);
     }
+}
+
+/// Whether `config`'s disk runs on io_uring: asked for and available, or left to
+/// gasang and available. Says which at `-v`.
+fn choose_engine(config: &BlockConfig) -> Result<bool, DiskError> {
+    let path = config.path.display();
+    let uring = match (config.aio, io::uring_available()) {
+        (AioConfig::Threads, _) => false,
+        (_, Ok(())) => true,
+        (AioConfig::IoUring, Err(source)) => {
+            return Err(DiskError::NoUring {
+                path: config.path.clone(),
+                source,
+            })
+        }
+        (AioConfig::Auto, Err(e)) => {
+            tracing::info!("virtio-blk {path}: io_uring unavailable ({e})");
+            false
+        }
+    };
+    let engine = if uring { "io_uring" } else { "a thread pool" };
+    let cache = if config.direct {
+        "none (O_DIRECT)"
+    } else {
+        "writeback"
+    };
+    tracing::info!("virtio-blk {path}: I/O through {engine}, host cache {cache}");
+    Ok(uring)
 }
