@@ -18,6 +18,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[allow(dead_code)] // this benchmark prints its own table
 mod peer;
 
 use std::io::Write;
@@ -29,6 +30,9 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(600);
 const DATA_MIB: u64 = 256;
 const CMDLINE: &str = "console=ttyS0 root=/dev/vda rw panic=-1";
+
+/// A row of the table: its name and how to read it from a sample.
+type Row = (&'static str, fn(&Sample) -> f64);
 
 /// One run's figures: seconds, MiB/s, IOPS, CPU seconds per GiB, Mbit/s, ms.
 #[derive(Clone, Copy, Default)]
@@ -270,7 +274,7 @@ fn print(runs: usize, results: &peer::Results<Sample>) {
     );
     println!("| | gasang --accel soft | QEMU -accel tcg | ratio |");
     println!("|---|---|---|---|");
-    let rows: [(&str, fn(&Sample) -> f64); 10] = [
+    let rows: [Row; 10] = [
         ("login prompt (s, lower is better)", |s| s.login),
         ("fio seq write 1 MiB (MiB/s)", |s| s.write),
         ("fio seq read 1 MiB (MiB/s)", |s| s.read),
