@@ -48,7 +48,7 @@ fn test_debian_boots_from_virtio_blk_logs_in_uses_the_network_and_keeps_its_writ
     ];
     let kernel = asset("debian-disk.vmlinuz");
     let mut guest = Guest::start_kernel(&kernel, &asset("debian-disk.initrd"), &args);
-    guest.wait_for("gasang login:", 1);
+    guest.wait_for_boot("gasang login:");
     guest.type_line("root");
     guest.wait_for("Password:", 1);
     guest.type_line("gasang");

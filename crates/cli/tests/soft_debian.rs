@@ -36,7 +36,7 @@ fn test_debian_systemd_userland_logs_in_and_runs_on_the_software_cpu() {
     let cmdline = "console=ttyS0 rdinit=/sbin/init panic=-1";
     let args = ["--memory", "1G", "--vcpus", "2", "--cmdline", cmdline];
     let mut guest = Guest::start(&image, &args);
-    guest.wait_for("gasang login:", 1);
+    guest.wait_for_boot("gasang login:");
     guest.type_line("root");
     guest.wait_for("Password:", 1);
     guest.type_line("gasang");

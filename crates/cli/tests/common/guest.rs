@@ -72,7 +72,19 @@ impl Guest {
     /// Waits (up to 3 minutes: a debug build on a shared host) until `marker` has
     /// appeared `times` times on the console; returns the console so far.
     pub fn wait_for(&mut self, marker: &str, times: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(180);
+        self.wait_within(marker, times, Duration::from_secs(180))
+    }
+
+    /// Waits for a whole system's boot: up to 7 minutes, for systemd's on a debug
+    /// build of the software CPU on a loaded 2-core host (3.5 minutes seen).
+    pub fn wait_for_boot(&mut self, marker: &str) -> String {
+        self.wait_within(marker, 1, Duration::from_secs(420))
+    }
+
+    /// Waits up to `limit` until `marker` has appeared `times` times; returns the
+    /// console so far, or fails the test with it.
+    fn wait_within(&mut self, marker: &str, times: usize, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let seen = self.console.lock().unwrap().clone();
             if seen.matches(marker).count() >= times {
