@@ -148,7 +148,12 @@ fn test_two_vcpus_and_reboot_with_restart_on_the_software_cpu() {
         sysrq.contains("NMI backtrace for cpu 1"),
         "CPU 1 took the NMI: {sysrq}"
     );
-    assert_eq!(value(&console, "AGAIN"), "2", "both CPUs after the restart");
+    let restart = &console[console.rfind("Linux version").unwrap_or(0)..];
+    assert_eq!(
+        value(&console, "AGAIN"),
+        "2",
+        "both CPUs after the restart:\n{restart}"
+    );
     assert_eq!(status, Some(0), "{stderr}");
 }
 
