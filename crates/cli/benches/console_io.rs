@@ -63,14 +63,7 @@ fn wait_tail(console: &Mutex<String>, marker: &str, from: &mut usize) -> Option<
 /// the reads and writes of `stats_row` from `--stats`, and the peak RSS.
 fn one_boot(mut cmd: Command, stats_row: &str) -> Option<(Duration, Option<u64>, i64)> {
     let what = format!("{} ({stats_row} boot)", cmd.get_program().to_string_lossy());
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let console = common::console_reader(child.stdout.take().unwrap());
+    let (mut child, mut stdin, console) = peer::spawn_console(&mut cmd, Stdio::piped());
     let mut from = 0;
     let timed = (|| {
         // The console is small until the payload: the shared wait does.

@@ -51,14 +51,7 @@ fn round_trip(
 
 fn measure(mut cmd: Command) -> Option<Sample> {
     let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let console = common::console_reader(child.stdout.take().unwrap());
+    let (mut child, mut stdin, console) = peer::spawn_console(&mut cmd, Stdio::null());
     let sample = (|| {
         let login = wait_for(&console, "gasang login:", 1)? - start;
         round_trip(&mut stdin, &console, ("root", "Password:", 1))?;

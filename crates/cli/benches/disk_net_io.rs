@@ -101,14 +101,7 @@ fn dd_job(
 
 fn measure(mut cmd: Command) -> Option<Sample> {
     let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let console = common::console_reader(child.stdout.take().unwrap());
+    let (mut child, mut stdin, console) = peer::spawn_console(&mut cmd, Stdio::null());
     let sample = run_guest(&mut stdin, &console, &child, start);
     let Some(mut sample) = sample else {
         let _ = child.kill();

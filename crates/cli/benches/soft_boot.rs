@@ -40,14 +40,7 @@ fn wait_for(console: &Mutex<String>, marker: &str) -> Option<Instant> {
 
 fn measure(mut cmd: Command) -> Option<Sample> {
     let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let console = common::console_reader(child.stdout.take().unwrap());
+    let (child, mut stdin, console) = peer::spawn_console(&mut cmd, Stdio::null());
     let hung = |mut child: std::process::Child| {
         let _ = child.kill();
         let _ = child.wait();

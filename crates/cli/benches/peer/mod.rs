@@ -29,6 +29,28 @@ pub fn wait_for(
     }
 }
 
+/// Starts `cmd` with its console on pipes and stderr to `stderr`: the child, its
+/// stdin, and the console as a thread reads it.
+pub fn spawn_console(
+    cmd: &mut std::process::Command,
+    stderr: std::process::Stdio,
+) -> (
+    Child,
+    std::process::ChildStdin,
+    std::sync::Arc<Mutex<String>>,
+) {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let console = super::common::console_reader(child.stdout.take().unwrap());
+    (child, stdin, console)
+}
+
 /// Waits for `child` to exit (it was told to); its peak RSS in KiB.
 pub fn reap(child: &Child) -> i64 {
     let mut status = 0;
