@@ -120,11 +120,6 @@ impl Disk {
         self.read_only
     }
 
-    /// Whether aligned transfers bypass the host's page cache (`cache=none`).
-    pub fn is_direct(&self) -> bool {
-        self.direct.is_some()
-    }
-
     /// Whether `len` bytes at `sector` lie within the disk.
     pub fn contains(&self, sector: u64, len: u64) -> bool {
         let end = sector.checked_mul(SECTOR).and_then(|s| s.checked_add(len));
@@ -167,18 +162,21 @@ impl Disk {
 
     /// Runs `op` here, to its end.
     pub fn run(&self, op: &mut IoOp) -> std::io::Result<()> {
-        let fd = self.fd_for(op);
-        match self.run_on(fd, op) {
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && fd != self.file.as_raw_fd() => {
-                self.run_buffered(op)
-            }
-            other => other,
+        match self.run_on(self.fd_for(op), op) {
+            Err(e) => self.after_error(op, e),
+            ok => ok,
         }
     }
 
-    /// Runs `op` here through the page cache.
-    pub fn run_buffered(&self, op: &mut IoOp) -> std::io::Result<()> {
-        self.run_on(self.file.as_raw_fd(), op)
+    /// What `op`, failed with `e`, comes to: if it went through the O_DIRECT
+    /// descriptor and the file system refused it for its alignment (EINVAL), it is
+    /// redone here through the page cache; otherwise it failed.
+    pub fn after_error(&self, op: &mut IoOp, e: std::io::Error) -> std::io::Result<()> {
+        let buffered = self.file.as_raw_fd();
+        if e.raw_os_error() == Some(libc::EINVAL) && self.fd_for(op) != buffered {
+            return self.run_on(buffered, op);
+        }
+        Err(e)
     }
 
     fn run_on(&self, fd: RawFd, op: &mut IoOp) -> std::io::Result<()> {

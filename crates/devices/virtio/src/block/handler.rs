@@ -162,35 +162,31 @@ impl BlockHandler {
         let mut done = std::mem::take(&mut self.done);
         self.engine.completions(&mut done);
         let size = usize::from(QUEUE_SIZE);
-        for (k, queue) in self.queues.iter_mut().enumerate() {
-            let mine = done.iter().filter(|(t, _)| *t as usize / size == k);
-            let mut used = Vec::new();
-            for (token, result) in mine {
-                let Some(req) = self
-                    .in_flight
-                    .get_mut(*token as usize)
-                    .and_then(Option::take)
-                else {
-                    continue;
-                };
-                let (status, written) = match result {
-                    Ok(()) => (S_OK, req.written),
-                    Err(e) => {
-                        log_error(e, req.status);
-                        (S_IOERR, 0)
-                    }
-                };
-                let n = match self.memory.write_obj(status, req.status) {
-                    Ok(()) => written + 1,
-                    Err(_) => written,
-                };
-                used.push(((*token as usize % size) as u16, n));
+        let mut used: Vec<Vec<(u16, u32)>> = vec![Vec::new(); self.queues.len()];
+        for (token, result) in done.drain(..) {
+            let token = token as usize;
+            let Some(req) = self.in_flight.get_mut(token).and_then(Option::take) else {
+                continue;
+            };
+            let (status, written) = match result {
+                Ok(()) => (S_OK, req.written),
+                Err(e) => {
+                    log_error(&e, req.status);
+                    (S_IOERR, 0)
+                }
+            };
+            if let Some(queue) = used.get_mut(token / size) {
+                queue.push((
+                    (token % size) as u16,
+                    self.answer(req.status, status, written),
+                ));
             }
+        }
+        for (queue, used) in self.queues.iter_mut().zip(used) {
             if !used.is_empty() {
                 complete(queue, &self.memory, &self.interrupt, used);
             }
         }
-        done.clear();
         self.done = done;
     }
 

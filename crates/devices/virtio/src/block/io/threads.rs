@@ -54,13 +54,8 @@ impl ThreadPool {
         if let Err(lost) = jobs.send(op) {
             // Every thread is gone (they never stop while `jobs` lives): fail it.
             let failed = std::io::Error::other("the I/O threads stopped");
-            self.push((lost.0.token, Err(failed)));
+            finished(&self.done, &self.event, (lost.0.token, Err(failed)));
         }
-    }
-
-    fn push(&self, completion: Completion) {
-        lock(&self.done).push(completion);
-        let _ = self.event.write(1);
     }
 
     /// Moves finished operations into `out`.
@@ -89,9 +84,14 @@ fn serve(
         let next = lock(queue).recv();
         let Ok(mut op) = next else { return };
         let result = disk.run(&mut op);
-        lock(done).push((op.token, result));
-        let _ = event.write(1);
+        finished(done, event, (op.token, result));
     }
+}
+
+/// Hands `completion` to the device thread.
+fn finished(done: &Mutex<Vec<Completion>>, event: &EventFd, completion: Completion) {
+    lock(done).push(completion);
+    let _ = event.write(1);
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

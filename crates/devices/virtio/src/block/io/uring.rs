@@ -131,11 +131,9 @@ impl UringEngine {
     /// A completion's outcome: a short transfer is finished here, and a direct
     /// transfer the file system refused for its alignment is redone through the cache.
     fn finish(&self, mut op: IoOp, result: i32) -> std::io::Result<()> {
-        if result == -libc::EINVAL && self.disk.is_direct() {
-            return self.disk.run_buffered(&mut op);
-        }
         if result < 0 {
-            return Err(std::io::Error::from_raw_os_error(-result));
+            let e = std::io::Error::from_raw_os_error(-result);
+            return self.disk.after_error(&mut op, e);
         }
         let done = result as usize;
         let total: usize = op.iovecs.0.iter().map(|v| v.iov_len).sum();
