@@ -82,26 +82,15 @@ fn main() {
     assert!(initrd.exists(), "run scripts/fetch-assets.sh first");
     let gasang_bin = peer::release_gasang();
     let cmdline = "console=ttyS0 rdinit=/sbin/init panic=-1";
-    let gasang = || {
-        let mut c = Command::new(&gasang_bin);
-        c.args(["run", "--accel", "soft", "--memory", "1G", "--vcpus", "2"])
-            .args(["--cmdline", cmdline, "--kernel"])
-            .arg(&kernel)
-            .arg("--initrd")
-            .arg(&initrd);
-        c
+    let guest = peer::LinuxGuest {
+        kernel: &kernel,
+        initrd: &initrd,
+        cmdline,
+        memory: "1G",
+        vcpus: 2,
     };
-    let qemu = || {
-        let mut c = Command::new("qemu-system-x86_64");
-        c.args(["-M", "pc", "-accel", "tcg", "-m", "1G", "-smp", "2"])
-            .args(["-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-serial", "stdio", "-no-reboot", "-kernel"])
-            .arg(&kernel)
-            .arg("-initrd")
-            .arg(&initrd)
-            .args(["-append", cmdline]);
-        c
-    };
+    let gasang = || guest.gasang(&gasang_bin);
+    let qemu = || guest.qemu("pc");
     let results = peer::alternate(runs, || measure(gasang()), || measure(qemu()));
     let rows: [peer::Row<Sample>; 3] = [
         ("login prompt", |s| s.login),

@@ -19,7 +19,6 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[allow(dead_code)] // this benchmark prints its own table
 mod peer;
 
 use std::io::Write;
@@ -200,45 +199,29 @@ fn main() {
     let gasang_bin = peer::release_gasang();
     let mut iperf = network();
     let dir = common::scratch("bench-io");
+    let guest = peer::LinuxGuest {
+        kernel: &kernel,
+        initrd: &initrd,
+        cmdline: CMDLINE,
+        memory: "1G",
+        vcpus: 2,
+    };
     let gasang = || {
         let (sys, data) = disks(&dir, &system);
-        let mut c = Command::new(&gasang_bin);
-        c.args(["run", "--accel", "soft", "--memory", "1G", "--vcpus", "2"])
-            .args(["--cmdline", CMDLINE, "--kernel"])
-            .arg(&kernel)
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg("--disk")
-            .arg(&sys)
-            .arg("--disk")
-            .arg(&data)
-            .args(["--net", "tap=gbtap0"]);
+        let mut c = guest.gasang(&gasang_bin);
+        c.arg("--disk").arg(&sys).arg("--disk").arg(&data);
+        c.args(["--net", "tap=gbtap0"]);
         measure(c)
     };
     let qemu = || {
         let (sys, data) = disks(&dir, &system);
-        let drive = |p: &Path, id: &str| format!("file={},format=raw,if=none,id={id}", p.display());
-        let mut c = Command::new("qemu-system-x86_64");
-        c.args(["-M", "pc", "-accel", "tcg", "-m", "1G", "-smp", "2"])
-            .args(["-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-serial", "stdio", "-no-reboot", "-kernel"])
-            .arg(&kernel)
-            .arg("-initrd")
-            .arg(&initrd)
-            .args(["-append", CMDLINE])
-            .args([
-                "-drive",
-                &drive(&sys, "d0"),
-                "-device",
-                "virtio-blk-pci,drive=d0",
-            ])
-            .args([
-                "-drive",
-                &drive(&data, "d1"),
-                "-device",
-                "virtio-blk-pci,drive=d1",
-            ])
-            .args(["-netdev", "tap,id=n0,ifname=gbtap0,script=no,downscript=no"])
+        let mut c = guest.qemu("pc");
+        for (image, id) in [(&sys, "d0"), (&data, "d1")] {
+            let drive = format!("file={},format=raw,if=none,id={id}", image.display());
+            let device = format!("virtio-blk-pci,drive={id}");
+            c.args(["-drive", &drive, "-device", &device]);
+        }
+        c.args(["-netdev", "tap,id=n0,ifname=gbtap0,script=no,downscript=no"])
             .args(["-device", "virtio-net-pci,netdev=n0"]);
         measure(c)
     };

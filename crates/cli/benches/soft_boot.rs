@@ -79,25 +79,15 @@ fn main() {
     let (kernel, initrd) = (assets.join("vmlinuz"), assets.join("initrd.img"));
     assert!(initrd.exists(), "run scripts/fetch-assets.sh first");
     let gasang_bin = peer::release_gasang();
-    let gasang = || {
-        let mut c = Command::new(&gasang_bin);
-        c.args(["run", "--accel", "soft", "--memory", "256M", "--kernel"])
-            .arg(&kernel)
-            .arg("--initrd")
-            .arg(&initrd);
-        c
+    let guest = peer::LinuxGuest {
+        kernel: &kernel,
+        initrd: &initrd,
+        cmdline: "console=ttyS0 panic=-1",
+        memory: "256M",
+        vcpus: 1,
     };
-    let qemu = || {
-        let mut c = Command::new("qemu-system-x86_64");
-        c.args(["-M", "microvm", "-accel", "tcg", "-m", "256M", "-smp", "1"])
-            .args(["-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-serial", "stdio", "-no-reboot", "-kernel"])
-            .arg(&kernel)
-            .arg("-initrd")
-            .arg(&initrd)
-            .args(["-append", "console=ttyS0 panic=-1"]);
-        c
-    };
+    let gasang = || guest.gasang(&gasang_bin);
+    let qemu = || guest.qemu("microvm");
     let results = peer::alternate(runs, || measure(gasang()), || measure(qemu()));
     let rows: [peer::Row<Sample>; 3] = [
         ("init's first line", |s| s.init),

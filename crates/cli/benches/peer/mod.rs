@@ -2,6 +2,8 @@
 //! VMM's peak RSS, alternating runs with hung guests left out, and the table of
 //! medians and ratios.
 
+#![allow(dead_code)] // each benchmark uses a different subset
+
 use std::process::Child;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -26,6 +28,44 @@ pub fn wait_for(
             return None;
         }
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A Linux guest as both sides boot it: the same kernel, initramfs, command line,
+/// memory (`256M`, `1G`: both spell it so) and vCPUs, the console on stdio.
+pub struct LinuxGuest<'a> {
+    pub kernel: &'a std::path::Path,
+    pub initrd: &'a std::path::Path,
+    pub cmdline: &'a str,
+    pub memory: &'a str,
+    pub vcpus: u32,
+}
+
+impl LinuxGuest<'_> {
+    /// `gasang run --accel soft` (the binary `gasang`) for this guest.
+    pub fn gasang(&self, gasang: &std::path::Path) -> std::process::Command {
+        let mut c = std::process::Command::new(gasang);
+        c.args(["run", "--accel", "soft", "--memory", self.memory])
+            .args(["--vcpus", &self.vcpus.to_string()])
+            .args(["--cmdline", self.cmdline, "--kernel"])
+            .arg(self.kernel)
+            .arg("--initrd")
+            .arg(self.initrd);
+        c
+    }
+
+    /// QEMU TCG on `machine` (`pc`, `microvm`) for this guest, no default devices.
+    pub fn qemu(&self, machine: &str) -> std::process::Command {
+        let mut c = std::process::Command::new("qemu-system-x86_64");
+        c.args(["-M", machine, "-accel", "tcg", "-m", self.memory])
+            .args(["-smp", &self.vcpus.to_string()])
+            .args(["-nodefaults", "-no-user-config", "-display", "none"])
+            .args(["-serial", "stdio", "-no-reboot", "-kernel"])
+            .arg(self.kernel)
+            .arg("-initrd")
+            .arg(self.initrd)
+            .args(["-append", self.cmdline]);
+        c
     }
 }
 
