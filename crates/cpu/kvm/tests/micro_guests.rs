@@ -1,6 +1,7 @@
 //! KVM micro-guests: a few bytes of hand-assembled guest code, no kernel, each testing
-//! one path from guest instruction to gasang (PIO, MMIO, memory slots, HLT, CPL3, triple
-//! fault). The assembly is beside each byte string; `as` produced the bytes.
+//! one path between guest instruction and gasang (PIO, MMIO, memory slots, HLT, CPL3,
+//! triple fault, ioeventfd, MSI into the guest's IDT). The assembly is beside each
+//! byte string; `as` produced the bytes.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
@@ -101,6 +102,17 @@ fn run_guest_on(
     (exit, recorder)
 }
 
+/// Maps the local APIC's page (0xfee00000) uncached in [`long_mode`]'s page tables:
+/// PDPT[3] -> a PD at 0xc000, whose 2 MiB entry 0x1f7 holds it.
+fn map_local_apic(memory: &GuestMemory) {
+    memory
+        .write_obj(0xc000u64 | 7, GuestAddress(0xa000 + 3 * 8))
+        .unwrap();
+    memory
+        .write_obj(0xfee0_0000u64 | 0x9b, GuestAddress(0xc000 + 0x1f7 * 8))
+        .unwrap();
+}
+
 fn memory_with(ranges: &[(u64, usize)], code: &[u8]) -> GuestMemory {
     let ranges: Vec<_> = ranges.iter().map(|&(a, l)| (GuestAddress(a), l)).collect();
     let memory = GuestMemory::from_ranges(&ranges).unwrap();
@@ -167,6 +179,56 @@ fn test_micro_ioeventfd_signals_without_an_exit_and_msi_vectors_get_irqfds() {
     );
     assert_eq!(notify.read().unwrap(), 1, "the ioeventfd was signalled");
     assert_eq!(*rec.mmio_reads.lock().unwrap(), vec![0x10020]);
+}
+
+/// A device's MSI-X vector, through KVM's GSI routing and an irqfd, reaches the guest
+/// as the programmed vector: the guest takes it through its IDT, in HLT, with no exit
+/// to gasang on the way.
+#[test]
+fn test_micro_msi_reaches_the_guest_idt_vector() {
+    // Long mode at 0x1000: mov ebx,0xfee00000; SVR <- 0x1ff (APIC on); sti; l: hlt; jmp l
+    let main = hex("bb0000e0fec783f0000000ff010000fbf4ebfd");
+    // Vector 0x41's handler at 0x2000: mov dx,0xf0; mov al,0x41; out dx,al;
+    // EOI <- 0; mov dx,0xf4; out dx,al; jmp $
+    let handler = hex("66baf000b041eec783b00000000000000066baf400eeebfe");
+    let memory = memory_with(&[(0, 0x10000)], &main);
+    memory.write_slice(&handler, GuestAddress(0x2000)).unwrap();
+    // The IDT at 0x3000: vector 0x41 -> 0x2000, a present 64-bit interrupt gate in CS 8.
+    let gate = 0x2000u64 | 0x8 << 16 | 0x8e << 40;
+    memory
+        .write_obj(gate, GuestAddress(0x3000 + 0x41 * 16))
+        .unwrap();
+    let boot = BootCpuState {
+        idt: (0x3000, 0xfff),
+        ..long_mode(&memory)
+    };
+    map_local_apic(&memory);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let (exit, rec) = run_guest_on(&memory, &boot, |vm| {
+        let vector = vm.msi_vector().unwrap();
+        vector.set_message(Some(gasang_bus::MsiMessage {
+            address: 0xfee0_0000, // APIC ID 0
+            data: 0x41,           // fixed, edge, vector 0x41
+        }));
+        // Until the guest's APIC is on it drops the message: raise it until taken.
+        std::thread::spawn(move || {
+            for _ in 0..500 {
+                if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                vector.trigger();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(exit, VcpuExit::Interrupted);
+    assert_eq!(*rec.pio_writes.lock().unwrap(), vec![(0xf0, vec![0x41])]);
+    assert!(
+        rec.mmio_writes.lock().unwrap().is_empty(),
+        "the APIC is KVM's"
+    );
 }
 
 #[test]
@@ -289,13 +351,7 @@ fn test_micro_init_sipi_starts_the_application_processor() {
     let memory = memory_with(&[(0, 0x10000)], &bsp);
     memory.write_slice(&ap, GuestAddress(0x8000)).unwrap();
     let boot = long_mode(&memory);
-    // Map the LAPIC page (0xfee00000) uncached: PDPT[3] -> PD at 0xc000, 2 MiB entry 0x1f7.
-    memory
-        .write_obj(0xc000u64 | 7, GuestAddress(0xa000 + 3 * 8))
-        .unwrap();
-    memory
-        .write_obj(0xfee0_0000u64 | 0x9b, GuestAddress(0xc000 + 0x1f7 * 8))
-        .unwrap();
+    map_local_apic(&memory);
     let (recorder, exits) = run_two_vcpus(&memory, &boot, Duration::from_secs(20));
     assert_eq!(exits, [VcpuExit::Interrupted, VcpuExit::Interrupted]);
     let writes = recorder.pio_writes.lock().unwrap();
