@@ -68,6 +68,31 @@ impl VcpuSignals {
         self.notify();
     }
 
+    /// An INIT IPI: the vCPU waits for a start-up IPI. It drops a start-up IPI or NMI
+    /// that came before it, here, where it arrives; one that follows it stands, even
+    /// when the vCPU's thread sees both at once (a busy host delays it: Linux sends
+    /// the start-up IPI right after the INIT).
+    pub fn request_init(&self) {
+        self.sipi.store(0, Ordering::SeqCst);
+        self.nmi.store(false, Ordering::SeqCst);
+        self.init.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+
+    /// A start-up IPI with `vector` (taken only while waiting for one).
+    pub fn request_startup(&self, vector: u8) {
+        self.sipi.store(0x100 | u32::from(vector), Ordering::SeqCst);
+        self.notify();
+    }
+
+    /// The INIT and start-up IPIs that arrived since the last call: whether an INIT
+    /// did, and the latest start-up IPI's vector.
+    pub fn take_startup(&self) -> (bool, Option<u8>) {
+        let init = self.init.swap(false, Ordering::SeqCst);
+        let sipi = self.sipi.swap(0, Ordering::SeqCst);
+        (init, (sipi != 0).then_some(sipi as u8))
+    }
+
     /// Makes [`gasang_vcpu::Vcpu::run`] return soon.
     pub fn kick(&self) {
         self.kicked.store(true, Ordering::SeqCst);
@@ -247,15 +272,10 @@ impl Interrupts {
                 .for_each(|cpu| cpu.request(ipi.vector, false)),
             4 => targets.iter().for_each(|cpu| cpu.request_nmi()),
             5 if !ipi.assert => {}
-            5 => targets.iter().for_each(|cpu| {
-                cpu.init.store(true, Ordering::SeqCst);
-                cpu.notify();
-            }),
-            6 => targets.iter().for_each(|cpu| {
-                cpu.sipi
-                    .store(0x100 | u32::from(ipi.vector), Ordering::SeqCst);
-                cpu.notify();
-            }),
+            5 => targets.iter().for_each(|cpu| cpu.request_init()),
+            6 => targets
+                .iter()
+                .for_each(|cpu| cpu.request_startup(ipi.vector)),
             mode => tracing::debug!(?ipi, mode, "IPI delivery mode not implemented: dropped"),
         }
     }
@@ -387,6 +407,26 @@ mod tests {
         assert_eq!(nmis, [false, false, true], "an NMI IPI to APIC 2");
         assert_eq!(take(&irq.cpus[2]), None, "not through the APIC's vectors");
         irq.cpus[2].sleep(false, true, None); // returns: the NMI wakes it
+    }
+
+    #[test]
+    fn test_startup_ipi_after_init_stands_when_both_are_taken_at_once() {
+        let irq = enabled(&[0, 1]);
+        let cpu = &irq.cpus[1];
+        cpu.request_startup(0x10);
+        cpu.request_nmi();
+        cpu.request_init();
+        cpu.request_startup(0x9a);
+        assert_eq!(cpu.take_startup(), (true, Some(0x9a)), "INIT, then SIPI");
+        assert!(!cpu.nmi.load(Ordering::SeqCst), "INIT drops an earlier NMI");
+        assert_eq!(cpu.take_startup(), (false, None), "taken once");
+        cpu.request_startup(0x9a);
+        cpu.request_init();
+        assert_eq!(
+            cpu.take_startup(),
+            (true, None),
+            "a SIPI before INIT is gone"
+        );
     }
 
     #[test]

@@ -138,16 +138,13 @@ impl SoftVcpu {
     /// INIT and start-up IPIs: INIT makes an application processor wait for a start-up
     /// IPI, which starts it in real mode at the IPI's vector.
     fn startup(&mut self) {
-        let me = &self.interrupts.cpus[self.index as usize];
-        if me.init.swap(false, Ordering::SeqCst) && self.index != 0 {
-            me.sipi.store(0, Ordering::SeqCst);
-            me.nmi.store(false, Ordering::SeqCst); // INIT drops a pending NMI
+        let (init, sipi) = self.signals().take_startup();
+        if init && self.index != 0 {
             self.run_state = RunState::WaitForSipi;
         }
-        let sipi = me.sipi.swap(0, Ordering::SeqCst);
-        if sipi != 0 && self.run_state == RunState::WaitForSipi {
-            tracing::debug!(vcpu = self.index, vector = sipi & 0xff, "start-up IPI");
-            self.cpu = Cpu::new(CpuState::startup_ipi(sipi as u8));
+        if let (Some(vector), RunState::WaitForSipi) = (sipi, self.run_state) {
+            tracing::debug!(vcpu = self.index, vector, "start-up IPI");
+            self.cpu = Cpu::new(CpuState::startup_ipi(vector));
             self.run_state = RunState::Running;
         }
     }
