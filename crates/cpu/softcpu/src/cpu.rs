@@ -323,6 +323,9 @@ impl Memory for Dyn<'_> {
     ) -> Result<bool, MemoryFault> {
         self.0.compare_exchange(addr, len, old, new)
     }
+    fn probe(&mut self, addr: u64) -> Result<(), MemoryFault> {
+        self.0.probe(addr)
+    }
     fn control(&mut self, state: &CpuState, flush: crate::system::paging::Flush) {
         self.0.control(state, flush)
     }

@@ -22,7 +22,9 @@ const BRAND: &[u8; 48] = b"gasang software CPU (x86-64)\0\0\0\0\0\0\0\0\0\0\0\0\
 /// Leaf 1 EDX: the x86-64 baseline FPU (0), TSC (4), CX8 (8), CMOV (15), MMX (23),
 /// FXSR (24), SSE (25), SSE2 (26); and the system features the kernel requires, all
 /// implemented: DE (2, CR4.DE), PSE (3, large pages), MSR (5), PAE (6), PGE (13,
-/// global pages), PAT (16, the PAT MSR; caching attributes mean nothing here).
+/// global pages), PAT (16, the PAT MSR; caching attributes mean nothing here), CLFLUSH
+/// (19: every x86-64 CPU has it, and PMDK's libpmem, which Debian's fio loads, aborts
+/// without it).
 const LEAF1_EDX: u32 = 1
     | (1 << 2)
     | (1 << 3)
@@ -33,6 +35,7 @@ const LEAF1_EDX: u32 = 1
     | (1 << 13)
     | (1 << 15)
     | (1 << 16)
+    | (1 << 19)
     | (1 << 23)
     | (1 << 24)
     | (1 << 25)
@@ -174,14 +177,17 @@ mod tests {
         assert_ne!(ecx & (1 << 13), 0, "CMPXCHG16B");
         assert_ne!(edx & (1 << 15), 0, "CMOV");
         assert_ne!(ecx & (1 << 23), 0, "POPCNT");
-        for (bit, name) in [(3, "PSE"), (5, "MSR"), (6, "PAE"), (13, "PGE"), (16, "PAT")] {
-            assert_ne!(edx & (1 << bit), 0, "{name}");
-        }
         for (bit, name) in [
-            (9, "APIC: the platform's"),
-            (11, "SYSENTER"),
+            (3, "PSE"),
+            (5, "MSR"),
+            (6, "PAE"),
+            (13, "PGE"),
+            (16, "PAT"),
             (19, "CLFLUSH"),
         ] {
+            assert_ne!(edx & (1 << bit), 0, "{name}");
+        }
+        for (bit, name) in [(9, "APIC: the platform's"), (11, "SYSENTER")] {
             assert_eq!(edx & (1 << bit), 0, "{name}");
         }
         let [_, _, _, ext] = cpuid(0x8000_0001, 0);

@@ -90,6 +90,13 @@ pub trait Memory {
         Ok(true)
     }
 
+    /// Faults as a read of the byte at `addr` would, without reading it: CLFLUSH's
+    /// check, which must not touch a device register. The default reads the byte,
+    /// which suits memories without devices.
+    fn probe(&mut self, addr: u64) -> Result<(), MemoryFault> {
+        self.read(addr, &mut [0], Access::Read)
+    }
+
     /// The CPU's control state changed (control registers, EFER, privilege): a memory
     /// with a paging unit takes the new mode and drops the translations `flush` names.
     fn control(&mut self, _state: &crate::CpuState, _flush: crate::system::paging::Flush) {}

@@ -1,7 +1,7 @@
 //! The whole #PF error code (P, W/R, U/S, RSVD, I/D), CR2 and the faulting RIP, for
-//! reads, writes and instruction fetches, stack pushes and string instructions, within
-//! a page and across a page boundary, from user and kernel mode, on not-present pages,
-//! protection violations and reserved bits; interpreted (one round) and after
+//! reads, writes and instruction fetches, stack pushes, string instructions and CLFLUSH,
+//! within a page and across a page boundary, from user and kernel mode, on not-present
+//! pages, protection violations and reserved bits; interpreted (one round) and after
 //! translation (the same code a hundred times: hot blocks become host code after 64).
 //! A Linux kernel takes a fault with U/S clear from user mode for a kernel bug.
 
@@ -29,6 +29,8 @@ enum Kind {
     StoreString,
     /// REP MOVSQ from RSI = RBX to good memory (4 elements).
     LoadString,
+    /// CLFLUSH [RBX]: checked as a one-byte read, so it never crosses a page.
+    Flush,
 }
 
 /// What is wrong with the second page of the bad pair.
@@ -41,13 +43,14 @@ enum Bad {
     Reserved,
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
     Kind::Read,
     Kind::Write,
     Kind::Fetch,
     Kind::Push,
     Kind::StoreString,
     Kind::LoadString,
+    Kind::Flush,
 ];
 const BADS: [Bad; 5] = [
     Bad::NotPresent,
@@ -91,7 +94,7 @@ impl Kind {
     /// The instructions before the one that faults.
     fn prefix(self, a: &mut CodeAssembler) -> Result<(), IcedError> {
         match self {
-            Kind::Read | Kind::Write | Kind::Fetch => Ok(()),
+            Kind::Read | Kind::Write | Kind::Fetch | Kind::Flush => Ok(()),
             Kind::Push => {
                 a.mov(r13, rsp)?;
                 a.mov(rsp, rbx)
@@ -121,6 +124,7 @@ impl Kind {
             }
             Kind::StoreString => a.rep().stosq()?,
             Kind::LoadString => a.rep().movsq()?,
+            Kind::Flush => a.clflush(byte_ptr(rbx))?,
         }
         a.ret()
     }
@@ -215,7 +219,12 @@ fn check_all(rounds: u32) {
                 if !faults(user, kind, bad) || (kind == Kind::Push && !user) {
                     continue;
                 }
-                for cross in [false, true] {
+                let crossings: &[bool] = if kind == Kind::Flush {
+                    &[false]
+                } else {
+                    &[false, true]
+                };
+                for &cross in crossings {
                     let second = if kind == Kind::Fetch {
                         BAD_CODE
                     } else {
@@ -241,7 +250,7 @@ fn check_all(rounds: u32) {
             }
         }
     }
-    assert_eq!(checked, 70);
+    assert_eq!(checked, 75);
 }
 
 #[test]

@@ -52,6 +52,12 @@ pub fn execute(cx: &mut Exec<'_>) -> Result<(), Exception> {
             cx.write(0, byte_swap(v, bits))?;
         }
         Cpuid | Rdtsc | Rdtscp => cpu_info(cx),
+        // Memory here is coherent and uncached: nothing to write back, but the line's
+        // address must be mapped, as for a read.
+        Clflush => {
+            let addr = cx.ea();
+            cx.mem.probe(addr)?;
+        }
         Clc => cx.set_flags(Flags::CF, 0),
         Stc => cx.set_flags(Flags::CF, Flags::CF),
         Cmc => cx.st.rflags ^= Flags::CF,

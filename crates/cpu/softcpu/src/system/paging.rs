@@ -408,6 +408,10 @@ impl Linear<'_> {
 }
 
 impl Memory for Linear<'_> {
+    fn probe(&mut self, addr: u64) -> Result<(), MemoryFault> {
+        self.translate(addr, Access::Read).map(drop)
+    }
+
     #[inline]
     fn load(&mut self, addr: u64, len: usize, access: Access) -> Result<u64, MemoryFault> {
         if (addr & 0xfff) as usize + len <= 0x1000 {
