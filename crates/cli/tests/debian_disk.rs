@@ -1,7 +1,8 @@
 //! A real Debian 12 system booted from its virtio disk on the software CPU: its own
 //! kernel and initramfs-tools initrd, systemd, udev and networkd, with user
-//! networking through passt and the virtio entropy source; what it writes and syncs
-//! is in the image afterwards, and the file system is clean.
+//! networking through passt and the virtio entropy source, and Debian's fio verifying
+//! what it wrote to a second disk; what it writes and syncs is in the image
+//! afterwards, and the file system is clean.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
@@ -61,6 +62,11 @@ fn test_debian_boots_from_virtio_blk_logs_in_uses_the_network_and_keeps_its_writ
         " echo ADDR=$(ip -4 -o addr show scope global | awk '{print $4}');",
         " exec 3<>/dev/tcp/10.0.2.2/8080; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3;",
         " echo FETCHED=$(tail -n1 <&3); exec 3<&-;",
+        // Debian's fio (libaio, O_DIRECT): 4 MiB written to the data disk and read
+        // back against its checksums; terse field 5 is the job's error (0: none).
+        " echo FIO=$(fio --name=v --filename=/dev/vdb --direct=1 --rw=write --bs=64k",
+        " --size=4M --ioengine=libaio --iodepth=4 --verify=crc32c --output-format=terse",
+        " | cut -d';' -f5);",
         " echo persisted-$((6*7)) > /root/proof; sync; echo DONE-$((6*7))"
     ));
     let console = guest.wait_for("DONE-42", 1);
@@ -81,6 +87,7 @@ fn test_debian_boots_from_virtio_blk_logs_in_uses_the_network_and_keeps_its_writ
         "networkd's DHCP lease from passt"
     );
     assert_eq!(value(&console, "FETCHED"), "gasang-payload-ok");
+    assert_eq!(value(&console, "FIO"), "0", "fio's verified write:\n{console}");
     let proof = Command::new("debugfs")
         .args(["-R", "cat /root/proof"])
         .arg(&disk)
