@@ -138,7 +138,7 @@ build_debian() {
 # A Debian 12 system disk: a raw ext4 image (no partition table: root=/dev/vda) made
 # without loop mounts (mkfs.ext4 -d), with Debian's cloud kernel and its own
 # initramfs (initramfs-tools), systemd, udev, iproute2, systemd-networkd doing DHCP
-# on every wired interface, and fio and iperf3 for the benchmarks. Its kernel and
+# on every wired interface, and fio, iperf3 and ping for the benchmarks. Its kernel and
 # initrd are copied out of its /boot. root's password is gasang.
 build_debian_disk() {
     local out="$cache/debian-disk.img" recipe work
@@ -154,7 +154,7 @@ build_debian_disk() {
     work=$(mktemp -d)
     trap 'rm -rf "$work"' RETURN
     mmdebstrap --quiet --variant=minbase \
-        --include=systemd-sysv,udev,iproute2,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,fio,iperf3,usr-is-merged \
+        --include=systemd-sysv,udev,iproute2,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,fio,iperf3,iputils-ping,usr-is-merged \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
         --customize-hook='echo root:gasang | chroot "$1" chpasswd' \

@@ -87,7 +87,11 @@ fn test_debian_boots_from_virtio_blk_logs_in_uses_the_network_and_keeps_its_writ
         "networkd's DHCP lease from passt"
     );
     assert_eq!(value(&console, "FETCHED"), "gasang-payload-ok");
-    assert_eq!(value(&console, "FIO"), "0", "fio's verified write:\n{console}");
+    assert_eq!(
+        value(&console, "FIO"),
+        "0",
+        "fio's verified write:\n{console}"
+    );
     let proof = Command::new("debugfs")
         .args(["-R", "cat /root/proof"])
         .arg(&disk)
