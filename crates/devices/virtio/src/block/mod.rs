@@ -191,7 +191,7 @@ fn choose_engine(config: &BlockConfig) -> Result<bool, DiskError> {
             false
         }
     };
-    let engine = if uring { "io_uring" } else { "a thread pool" };
+    let engine = io::engine_name(uring);
     let cache = if config.direct {
         "none (O_DIRECT)"
     } else {

@@ -76,6 +76,15 @@ pub enum IoEngine {
     Threads(ThreadPool),
 }
 
+/// The name, for logs, of the io_uring engine (`uring`) or of the thread pool.
+pub fn engine_name(uring: bool) -> &'static str {
+    if uring {
+        "io_uring"
+    } else {
+        "a thread pool"
+    }
+}
+
 impl IoEngine {
     /// An engine for `disk` with room for `depth` operations in flight: io_uring if
     /// `uring` and the host allows it, else the pool.
@@ -91,10 +100,7 @@ impl IoEngine {
 
     /// Its name, for logs.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Uring(_) => "io_uring",
-            Self::Threads(_) => "a thread pool",
-        }
+        engine_name(matches!(self, Self::Uring(_)))
     }
 
     /// Readable when completions are waiting.
