@@ -28,9 +28,9 @@ const COMMANDS: &[&str] = &[
 /// (login, PAM, the shadow file); the commands print exactly what the same binaries
 /// print natively on the host CPU; glibc's loader sees an Intel CPU with the x86-64
 /// baseline; the boot finishes (the login prompt comes before the last start-up
-/// jobs, and a busy host takes a while) with no unit failed; the console shows no oops, BUG, segfault, trap or
-/// unchecked MSR access; `poweroff` shuts down through systemd and ACPI, and gasang
-/// exits 0.
+/// jobs, and a busy host takes a while) with no unit failed; the console shows no
+/// oops, BUG, segfault, trap or unchecked MSR access; `poweroff` shuts down through
+/// systemd and ACPI, and gasang exits 0.
 #[test]
 fn test_debian_systemd_userland_logs_in_and_runs_on_the_software_cpu() {
     let image = asset("debian.cpio");
