@@ -180,7 +180,7 @@ pub struct Tlb {
     /// A large page was cached since the last full flush: INVLPG must flush everything,
     /// since one large page is cached as many 4 KiB entries.
     large: bool,
-    /// Counts flushes and mode changes: decoded code found at a linear address stays
+    /// Counts flushes: decoded code found at a linear address stays
     /// there, with the same rights, while it (and the code pages) stay the same.
     epoch: u64,
     /// What translated code looks in: flushed with this TLB.
@@ -211,6 +211,13 @@ impl Tlb {
 
     /// Drops the translations `what` names.
     pub fn flush(&mut self, what: Flush) {
+        if what == Flush::None {
+            // A change of privilege or code size alone (SYSCALL, IRETQ, far jumps):
+            // blocks are keyed by both, and translations do not depend on them, so
+            // decoded and translated code stays current (and chaining keeps its
+            // jump caches).
+            return;
+        }
         self.epoch += 1;
         if let Some(host) = self.host.as_deref_mut() {
             match what {
