@@ -143,6 +143,7 @@ impl Cpu {
             let budget = limit - executed;
             let fits = block.instructions.len() as u64 <= budget;
             if !std::mem::take(&mut interpret_next) && fits {
+                let wake = crate::jit::effective_wake(wake, self.interruptible());
                 let translated = self.jit.get().and_then(|jit| {
                     let block = (&block.instructions[..], &block.jit);
                     jit.run(block, &mut self.state, mem, (budget, generation), wake)
@@ -151,7 +152,7 @@ impl Cpu {
                     executed += ran.done;
                     // The instruction at RIP may be the interpreter's: its block next.
                     interpret_next = ran.interpret;
-                    if kernel && !ran.interpret {
+                    if kernel && !ran.interpret && self.must_look(wake) {
                         break; // the caller looks for interrupts
                     }
                     continue;
@@ -188,11 +189,25 @@ impl Cpu {
                     }
                 }
             }
-            if kernel {
+            if kernel && self.must_look(wake) {
                 break;
             }
         }
         (executed, Ok(None))
+    }
+
+    /// Whether IF lets a maskable interrupt in.
+    fn interruptible(&self) -> bool {
+        self.state.rflags & crate::flags::Flags::IF != 0
+    }
+
+    /// In system mode, between blocks: whether the caller must look for an interrupt
+    /// now, because one the CPU could take may be pending (a wake byte that matters
+    /// with this IF is set) or an interrupt shadow must end after one instruction.
+    /// Otherwise blocks run on without the caller's per-block checks.
+    fn must_look(&self, wake: [*const u8; 2]) -> bool {
+        self.state.sys.interrupt_shadow
+            || crate::jit::woken(crate::jit::effective_wake(wake, self.interruptible()))
     }
 
     /// Decodes the block at RIP; also says whether it may be cached (the memory tracks

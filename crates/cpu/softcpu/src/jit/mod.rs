@@ -60,6 +60,28 @@ extern "C" fn fill<M: Memory>(call: *mut JitCall, addr: u64, kind: u64) -> u64 {
 /// Wake bytes that never wake: for runs nothing interrupts (`user-run`).
 pub(crate) const NEVER_WAKE: [*const u8; 2] = [&0, &0];
 
+/// The wake bytes that matter to a CPU whose IF is `interruptible`: with IF clear a
+/// pending maskable interrupt cannot be taken, so only an NMI stops a run. (IF
+/// changes only in the interpreter, CLI, STI, POPF and IRETQ being system
+/// instructions, so it holds for the whole of a translated run.)
+pub(crate) fn effective_wake(wake: [*const u8; 2], interruptible: bool) -> [*const u8; 2] {
+    if interruptible {
+        wake
+    } else {
+        [NEVER_WAKE[0], wake[1]]
+    }
+}
+
+/// Whether a byte in `wake` is set.
+pub(crate) fn woken(wake: [*const u8; 2]) -> bool {
+    wake.iter().any(|&byte| {
+        // SAFETY: wake bytes are readable for as long as a run lasts (the contract of
+        // `Cpu::run_block`'s caller, which translated code relies on too); other
+        // threads set them, hence the volatile read.
+        unsafe { std::ptr::read_volatile(byte) != 0 }
+    })
+}
+
 /// log2 of the jump cache's entries.
 pub(crate) const JUMP_BITS: u32 = 10;
 
