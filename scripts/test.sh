@@ -20,8 +20,13 @@ scripts/fuzz.sh 10
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+# A watchdog: a test that hangs fails the run well inside CI's budget, instead of
+# running it out with nothing said.
+timeout --kill-after=60 2400 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+if [ "$status" -eq 124 ]; then
+    echo "tests: stopped after 40 minutes; the test still running above hangs" >&2
+fi
 set -e
 awk '/^test result:/ {p += $4; f += $6} END {printf "tests: %d passed, %d failed\n", p, f}' "$log"
 exit "$status"

@@ -17,6 +17,10 @@ use common::{join_within, scratch};
 /// Connects to guest port `port` through the hybrid socket; the `OK` line, if any.
 fn connect(socket: &PathBuf, port: u32) -> (BufReader<UnixStream>, String) {
     let mut stream = UnixStream::connect(socket).unwrap();
+    // A stalled stream fails the test rather than hanging the suite.
+    let limit = Some(std::time::Duration::from_secs(120));
+    stream.set_read_timeout(limit).unwrap();
+    stream.set_write_timeout(limit).unwrap();
     stream
         .write_all(format!("CONNECT {port}\n").as_bytes())
         .unwrap();

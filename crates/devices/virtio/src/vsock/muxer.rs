@@ -254,7 +254,12 @@ impl Muxer {
         let conn = self.conns.get_mut(&token)?;
         let (op, flags, len) = match conn.pending.pop_front() {
             Some((op, flags)) => (op, flags, 0),
-            None => (Op::Rw, 0, conn.read_data(data)?),
+            None => match conn.read_data(data) {
+                Some(n) => (Op::Rw, 0, n),
+                // The read may have queued a SHUTDOWN (end of file) or an RST: it goes
+                // now, since no socket event will come to send it later.
+                None => conn.pending.pop_front().map(|(op, flags)| (op, flags, 0))?,
+            },
         };
         let (buf_alloc, fwd_cnt) = conn.our_credit();
         let (local, peer) = (conn.local_port, conn.peer_port);
@@ -337,6 +342,24 @@ mod tests {
         credit.fwd_cnt = 8;
         m.guest_packet(&credit, &[]);
         assert_eq!(next(&mut m).unwrap().1.len(), 8);
+    }
+
+    #[test]
+    fn test_host_end_of_file_reaches_the_guest_without_another_event() {
+        let (mut m, path) = muxer("eof");
+        let host = UnixListener::bind(format!("{}_6000", path.display())).unwrap();
+        m.guest_packet(&from_guest(Op::Request, 1111, 6000, 1 << 16), &[]);
+        assert_eq!(next(&mut m).unwrap().0.op, Op::Response);
+        let (mut peer, _) = host.accept().unwrap();
+        peer.write_all(b"last").unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(next(&mut m).unwrap().1, b"last");
+        // The read that finds end of file yields the SHUTDOWN itself: a hang, were it
+        // left for a socket event that edge-triggered epoll never sends again.
+        let (shut, _) = next(&mut m).unwrap();
+        assert_eq!((shut.op, shut.flags), (Op::Shutdown, SHUTDOWN_SEND));
+        assert!(next(&mut m).is_none());
     }
 
     #[test]
