@@ -130,6 +130,14 @@ pub struct RunArgs {
     /// A virtio-rng entropy source, fed by the host's getrandom.
     #[arg(long)]
     pub rng: bool,
+    /// Run supervised, with no terminal: the console on DIR/console.sock (scrollback
+    /// first, then live), control requests on DIR/control.sock, and the end recorded
+    /// in DIR/exit.json. gasangd starts VMMs this way.
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// The VM's name, as the control socket reports it.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 /// An argument value is unusable.

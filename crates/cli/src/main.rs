@@ -5,12 +5,14 @@
 
 mod accel;
 mod args;
+mod managed;
 mod options;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use gasang_vmm::{Console, ExitReason, RangeTraps, TrapCounts};
+use gasang_control::{ExitKind, ExitRecord};
+use gasang_vmm::{Console, ExitReason, MachineHost, RangeTraps, TrapCounts};
 
 use crate::args::{Cli, Command, RunArgs, UserRunArgs};
 
@@ -45,37 +47,75 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-fn fail(error: &dyn std::error::Error) -> ExitCode {
-    eprintln!("gasang: {}", gasang_vmm::error_chain(error));
+fn fail(error: &dyn std::error::Error, runtime_dir: Option<&std::path::Path>) -> ExitCode {
+    let message = gasang_vmm::error_chain(error);
+    eprintln!("gasang: {message}");
+    if let Some(dir) = runtime_dir {
+        let record = ExitRecord {
+            kind: ExitKind::Failed,
+            detail: message,
+            status: STATUS_SETUP_FAILED,
+        };
+        managed::record_exit(dir, &record);
+    }
     ExitCode::from(STATUS_SETUP_FAILED)
 }
 
 fn run(args: &RunArgs) -> ExitCode {
+    let dir = args.runtime_dir.as_deref();
     let config = match args.to_config() {
         Ok(config) => config,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e, dir),
     };
     let accel = match accel::choose(args.accel) {
         Ok((accel, why)) => {
             tracing::info!("CPU backend: {why}");
             accel
         }
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e, dir),
     };
-    let console = match Console::stdio() {
-        Ok(console) => console,
-        Err(e) => return fail(&e),
+    let (console, control) = match dir {
+        Some(dir) => {
+            match managed::Managed::start(dir, args.name.as_deref(), accel.name(), &config) {
+                Ok(managed) => (managed.console, Some(managed.control)),
+                Err(e) => return fail(&e, None),
+            }
+        }
+        None => match Console::stdio() {
+            Ok(console) => (console, None),
+            Err(e) => return fail(&e, None),
+        },
     };
-    let outcome = gasang_vmm::run(&config, accel.as_ref(), &console);
+    let host = MachineHost {
+        console: &console,
+        control: control.as_ref(),
+    };
+    let outcome = gasang_vmm::run(&config, accel.as_ref(), &host);
     drop(console);
     match outcome {
         Ok(run) => {
             if args.stats {
                 print_traps(&run.traps);
             }
-            report(&run.reason)
+            let ending = ending(&run.reason);
+            if let Some(message) = &ending.message {
+                eprintln!("gasang: {message}");
+            }
+            if let Some(dir) = dir {
+                let detail = ending
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "powered off".into());
+                let record = ExitRecord {
+                    kind: ending.kind,
+                    detail,
+                    status: ending.status,
+                };
+                managed::record_exit(dir, &record);
+            }
+            ExitCode::from(ending.status)
         }
-        Err(e) => fail(&e),
+        Err(e) => fail(&e, dir),
     }
 }
 
@@ -98,28 +138,43 @@ fn print_traps(traps: &TrapCounts) {
     eprintln!("  {:<12} {:<26} {total:>25}", "total", "");
 }
 
-/// Says why the guest stopped (unless it simply powered off) and picks the exit status.
-fn report(reason: &ExitReason) -> ExitCode {
-    let (message, status) = match reason {
-        ExitReason::PowerOff => (None, 0),
-        ExitReason::Reset => (Some("the guest rebooted".to_string()), 0),
-        ExitReason::ConsoleQuit => (Some("quit from the console".to_string()), 0),
-        ExitReason::Signal(n) => (Some(format!("stopped by signal {n}")), 0),
-        ExitReason::DebugExit(code) => (None, u8::try_from(*code).unwrap_or(u8::MAX)),
+/// How a run ended: what to tell the user (nothing for a plain poweroff), the exit
+/// status, and the category a supervisor's policies act on.
+struct Ending {
+    message: Option<String>,
+    status: u8,
+    kind: ExitKind,
+}
+
+fn ending(reason: &ExitReason) -> Ending {
+    let (message, status, kind) = match reason {
+        ExitReason::PowerOff => (None, 0, ExitKind::Poweroff),
+        ExitReason::Reset => (Some("the guest rebooted".to_string()), 0, ExitKind::Reboot),
+        ExitReason::ConsoleQuit => (Some("quit from the console".to_string()), 0, ExitKind::Quit),
+        ExitReason::Quit => (Some("quit on request".to_string()), 0, ExitKind::Quit),
+        ExitReason::Signal(n) => (Some(format!("stopped by signal {n}")), 0, ExitKind::Quit),
+        ExitReason::DebugExit(code) => (
+            None,
+            u8::try_from(*code).unwrap_or(u8::MAX),
+            ExitKind::Poweroff,
+        ),
         ExitReason::GuestPanic => (
             Some("the guest kernel panicked (reported through pvpanic)".into()),
             1,
+            ExitKind::Crash,
         ),
         ExitReason::TripleFault { vcpu } => (
             Some(format!("the guest triple-faulted on vCPU {vcpu}")),
             STATUS_GUEST_CRASHED,
+            ExitKind::Crash,
         ),
-        ExitReason::VcpuFailed(why) => (Some(why.clone()), STATUS_GUEST_CRASHED),
+        ExitReason::VcpuFailed(why) => (Some(why.clone()), STATUS_GUEST_CRASHED, ExitKind::Crash),
     };
-    if let Some(message) = message {
-        eprintln!("gasang: {message}");
+    Ending {
+        message,
+        status,
+        kind,
     }
-    ExitCode::from(status)
 }
 
 /// `gasang user-run`: the program's own exit status, or 128 + the signal that killed it.

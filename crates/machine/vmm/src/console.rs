@@ -1,5 +1,6 @@
 //! The console on the terminal: stdout gets guest output, stdin feeds the UART, or
-//! with `--console virtio` the virtio-console port.
+//! with `--console virtio` the virtio-console port. Or, for a VMM with no terminal,
+//! on a UNIX socket ([`ConsoleHub`]).
 //!
 //! On a TTY, stdin is put in raw mode (so Ctrl-C reaches the guest) and Ctrl-A X quits,
 //! as in QEMU; Ctrl-A Ctrl-A sends one Ctrl-A. Otherwise stdin is a plain pipe.
@@ -13,14 +14,27 @@ use gasang_bus::lock;
 use gasang_legacy::Serial;
 use gasang_virtio::console::ConsolePortInput;
 
+use crate::console_socket::{ConsoleHub, HubWriter};
 use crate::exit::{ExitLatch, ExitReason};
 
 const CTRL_A: u8 = 0x01;
 
-/// The terminal could not be set up.
+/// The console could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot put the terminal in raw mode")]
-pub struct ConsoleError(#[source] std::io::Error);
+pub enum ConsoleError {
+    /// tcgetattr or tcsetattr failed.
+    #[error("cannot put the terminal in raw mode")]
+    RawMode(#[source] std::io::Error),
+    /// The console socket could not be bound.
+    #[error("cannot listen on the console socket {}", path.display())]
+    Socket {
+        /// The socket's path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The terminal's original settings, restored on drop.
 struct RawTerminal {
@@ -34,14 +48,14 @@ impl RawTerminal {
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
         // SAFETY: `fd` is stdin, open for the process's life; `saved` is a valid termios.
         if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-            return Err(ConsoleError(std::io::Error::last_os_error()));
+            return Err(ConsoleError::RawMode(std::io::Error::last_os_error()));
         }
         let mut raw = saved;
         // SAFETY: `raw` is a valid termios to modify in place.
         unsafe { libc::cfmakeraw(&mut raw) };
         // SAFETY: as for tcgetattr; `raw` is a valid termios.
         if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) } != 0 {
-            return Err(ConsoleError(std::io::Error::last_os_error()));
+            return Err(ConsoleError::RawMode(std::io::Error::last_os_error()));
         }
         Ok(Self { saved })
     }
@@ -54,15 +68,17 @@ impl Drop for RawTerminal {
     }
 }
 
-/// The process's terminal as the guest's serial console.
+/// Where the guest's console is: the process's terminal, or a socket.
 pub struct Console {
     raw: Option<RawTerminal>,
+    hub: Option<Arc<ConsoleHub>>,
 }
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Console")
             .field("tty", &self.raw.is_some())
+            .field("socket", &self.hub.is_some())
             .finish()
     }
 }
@@ -77,22 +93,42 @@ impl Console {
         } else {
             None
         };
-        Ok(Self { raw })
+        Ok(Self { raw, hub: None })
+    }
+
+    /// A console on the UNIX socket `path` (see [`ConsoleHub`]); stdin is not read.
+    pub fn socket(path: &std::path::Path) -> Result<Self, ConsoleError> {
+        let hub = ConsoleHub::serve(path).map_err(|source| ConsoleError::Socket {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            raw: None,
+            hub: Some(hub),
+        })
     }
 
     /// Where guest output goes.
     pub fn output(&self) -> Box<dyn Write + Send> {
-        Box::new(FlushingStdout)
+        match &self.hub {
+            Some(hub) => Box::new(HubWriter(hub.clone())),
+            None => Box::new(FlushingStdout),
+        }
     }
 
-    /// The stdin subscriber feeding `sink`.
-    pub fn input(&self, sink: Box<dyn InputSink>, exit: Arc<ExitLatch>) -> ConsoleInput {
-        ConsoleInput {
+    /// Connects the console's input to `sink`: for the terminal, the stdin
+    /// subscriber for the VMM thread's event loop.
+    pub fn input(&self, sink: Box<dyn InputSink>, exit: Arc<ExitLatch>) -> Option<ConsoleInput> {
+        if let Some(hub) = &self.hub {
+            hub.set_sink(sink);
+            return None;
+        }
+        Some(ConsoleInput {
             sink,
             exit,
             escapes: self.raw.is_some(),
             after_ctrl_a: false,
-        }
+        })
     }
 }
 

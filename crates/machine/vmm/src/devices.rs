@@ -17,6 +17,8 @@ use gasang_vcpu::{AccelVm, CpuTopology};
 pub struct LegacyDevices {
     /// COM1: the console.
     pub serial: Arc<Mutex<Serial>>,
+    /// The ACPI PM block, whose power button the control socket presses.
+    pub acpi_pm: Arc<Mutex<AcpiPm>>,
 }
 
 /// Creates the legacy devices and places them on `pio`.
@@ -66,8 +68,13 @@ pub fn attach(
         power,
         Box::new(HostClock::default()),
     )));
-    pio.insert_named("acpi-pm", acpi_pm, ACPI_PM_PORT.into(), ACPI_PM_LEN.into())?;
-    Ok(LegacyDevices { serial })
+    pio.insert_named(
+        "acpi-pm",
+        acpi_pm.clone(),
+        ACPI_PM_PORT.into(),
+        ACPI_PM_LEN.into(),
+    )?;
+    Ok(LegacyDevices { serial, acpi_pm })
 }
 
 /// An ISA device of the device map, as ACPI describes it.

@@ -27,6 +27,8 @@ pub enum ExitReason {
     Signal(i32),
     /// The user typed the console's quit escape (Ctrl-A X).
     ConsoleQuit,
+    /// A `quit` request on the control socket.
+    Quit,
 }
 
 /// The first exit reason wins; setting it wakes the VMM thread.

@@ -9,6 +9,7 @@ use gasang_vcpu::{AccelError, Accelerator};
 
 use crate::config::{RebootAction, VmConfig};
 use crate::console::{Console, ConsoleInput, InputSink};
+use crate::control::{ControlServer, ControlTarget};
 use crate::devices;
 use crate::exit::{ExitLatch, ExitReason};
 use crate::io::{MachineIo, TrapCounts};
@@ -54,17 +55,26 @@ pub struct RunReport {
     pub traps: TrapCounts,
 }
 
+/// Where a machine's console and control requests come from.
+#[derive(Debug)]
+pub struct MachineHost<'a> {
+    /// The console.
+    pub console: &'a Console,
+    /// The control socket, if there is one.
+    pub control: Option<&'a ControlServer>,
+}
+
 /// Runs the machine `config` describes on `accel` until it stops for good.
 ///
 /// A guest reboot restarts the machine in place when `config.on_reboot` says so.
 pub fn run(
     config: &VmConfig,
     accel: &dyn Accelerator,
-    console: &Console,
+    host: &MachineHost<'_>,
 ) -> Result<RunReport, VmmError> {
     let signals = Signals::install()?;
     loop {
-        let report = run_once(config, accel, console, &signals)?;
+        let report = run_once(config, accel, host, &signals)?;
         if report.reason == ExitReason::Reset && config.on_reboot == RebootAction::Restart {
             tracing::info!("the guest rebooted: resetting the machine");
             continue;
@@ -76,9 +86,10 @@ pub fn run(
 fn run_once(
     config: &VmConfig,
     accel: &dyn Accelerator,
-    console: &Console,
+    host: &MachineHost<'_>,
     signals: &Signals,
 ) -> Result<RunReport, VmmError> {
+    let console = host.console;
     let memory = create_guest_memory(config.memory)?;
     let ranges = ram_ranges(config.memory);
     let pci_host = config.devices.any().then(|| pci::host(config.memory));
@@ -112,7 +123,18 @@ fn run_once(
         .collect::<Result<Vec<_>, _>>()?;
     let threads = VcpuThreads::spawn(vcpus, &io, &exit)?;
     tracing::debug!("{} vCPU threads started", config.topology.vcpus());
+    if let Some(control) = host.control {
+        control.attach(ControlTarget {
+            exit: exit.clone(),
+            gate: threads.gate(),
+            acpi_pm: legacy.acpi_pm.clone(),
+            io: io.clone(),
+        });
+    }
     let looped = event_loop(&exit, console.input(input, exit.clone()), signals);
+    if let Some(control) = host.control {
+        control.detach();
+    }
     threads.stop();
     tracing::debug!("{} guest accesses reached no device", io.unknown_accesses());
     looped?;
@@ -126,16 +148,19 @@ fn run_once(
 
 type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
-/// The VMM thread: console input and signals until the machine stops.
+/// The VMM thread: console input (from the terminal) and signals until the machine
+/// stops.
 fn event_loop(
     exit: &Arc<ExitLatch>,
-    input: ConsoleInput,
+    input: Option<ConsoleInput>,
     signals: &Signals,
 ) -> Result<(), VmmError> {
     let mut events = EventManager::<Subscriber>::new().map_err(VmmError::EventLoop)?;
     events.add_subscriber(Arc::new(Mutex::new(ExitWatcher(exit.clone()))));
     events.add_subscriber(Arc::new(Mutex::new(signals.subscriber(exit.clone()))));
-    events.add_subscriber(Arc::new(Mutex::new(input)));
+    if let Some(input) = input {
+        events.add_subscriber(Arc::new(Mutex::new(input)));
+    }
     while exit.reason().is_none() {
         events.run().map_err(VmmError::EventLoop)?;
     }

@@ -1,0 +1,146 @@
+//! `gasang run --runtime-dir`: the control socket, the console socket and the exit
+//! record, on KVM with the PVH test guest.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{gasang, pvh_guest, scratch};
+
+/// Starts the PVH guest supervised in `dir`, and waits for its sockets.
+fn start(dir: &Path, cmdline: &str) -> Child {
+    let child = gasang()
+        .args(["run", "--accel", "kvm", "--memory", "32M", "--name", "t1"])
+        .arg("--kernel")
+        .arg(pvh_guest())
+        .args(["--cmdline", cmdline])
+        .arg("--runtime-dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(dir.join("control.sock").exists() && dir.join("console.sock").exists()) {
+        assert!(Instant::now() < deadline, "no sockets in {}", dir.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+struct Control(BufReader<UnixStream>);
+
+impl Control {
+    fn connect(dir: &Path) -> Self {
+        Self(BufReader::new(
+            UnixStream::connect(dir.join("control.sock")).unwrap(),
+        ))
+    }
+
+    fn call(&mut self, request: &str) -> String {
+        let stream = self.0.get_mut();
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(b"\n").unwrap();
+        let mut line = String::new();
+        self.0.read_line(&mut line).unwrap();
+        line
+    }
+}
+
+/// Reads the console socket until `marker` appears.
+fn console_until(console: &mut UnixStream, marker: &str) -> String {
+    console
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(marker) {
+        let n = console.read(&mut buf).unwrap();
+        assert!(n > 0, "console closed before '{marker}'");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn test_control_socket_info_pause_resume_stats_and_quit() {
+    let dir = scratch("control");
+    let mut child = start(&dir, "exit=halt");
+    let mut control = Control::connect(&dir);
+    let info = control.call(r#"{"op":"info"}"#);
+    assert!(info.contains(r#""name":"t1""#), "{info}");
+    assert!(info.contains(r#""state":"running""#), "{info}");
+    assert!(info.contains(&format!(r#""pid":{}"#, child.id())), "{info}");
+    assert_eq!(control.call(r#"{"op":"pause"}"#), "\"done\"\n");
+    assert!(control
+        .call(r#"{"op":"info"}"#)
+        .contains(r#""state":"paused""#));
+    assert_eq!(control.call(r#"{"op":"resume"}"#), "\"done\"\n");
+    assert!(control
+        .call(r#"{"op":"info"}"#)
+        .contains(r#""state":"running""#));
+    let stats = control.call(r#"{"op":"stats"}"#);
+    assert!(stats.contains(r#""name":"serial""#), "{stats}");
+    let bad = control.call(r#"{"op":"fly"}"#);
+    assert!(bad.starts_with(r#"{"error":"malformed message"#), "{bad}");
+    // The scrollback: the guest printed before this client connected.
+    let mut console = UnixStream::connect(dir.join("console.sock")).unwrap();
+    console_until(&mut console, "exit: halt");
+    assert_eq!(control.call(r#"{"op":"quit"}"#), "\"done\"\n");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let record = std::fs::read_to_string(dir.join("exit.json")).unwrap();
+    assert_eq!(
+        record,
+        "{\"kind\":\"quit\",\"detail\":\"quit on request\",\"status\":0}\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn test_console_socket_types_into_the_guest_and_poweroff_is_recorded() {
+    let dir = scratch("console-socket");
+    let mut child = start(&dir, "exit=echo");
+    let mut console = UnixStream::connect(dir.join("console.sock")).unwrap();
+    console_until(&mut console, "exit: echo");
+    console.write_all(b"hello over a socket\r").unwrap();
+    console_until(&mut console, "echo: hello over a socket");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let record = std::fs::read_to_string(dir.join("exit.json")).unwrap();
+    assert!(record.contains(r#""kind":"poweroff""#), "{record}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn test_runtime_dir_in_use_or_missing_is_one_line_status_2() {
+    let dir = scratch("control-in-use");
+    let mut first = start(&dir, "exit=halt");
+    let out = gasang()
+        .args(["run", "--accel", "kvm", "--memory", "32M", "--kernel"])
+        .arg(pvh_guest())
+        .arg("--runtime-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    common::assert_one_line_error(&out, 2, "is in use by a running VMM");
+    let out = gasang()
+        .args(["run", "--accel", "kvm", "--memory", "32M", "--kernel"])
+        .arg(pvh_guest())
+        .args(["--runtime-dir", "/nonexistent/gasang"])
+        .output()
+        .unwrap();
+    common::assert_one_line_error(
+        &out,
+        2,
+        "--runtime-dir /nonexistent/gasang: not a directory",
+    );
+    Control::connect(&dir).call(r#"{"op":"quit"}"#);
+    first.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
