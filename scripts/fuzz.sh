@@ -18,6 +18,9 @@ done
 [ -f target/guests/release/pvh-test ] &&
     objcopy -O elf32-i386 target/guests/release/pvh-test "$seeds/pvh-test-elf32"
 [ -f assets/cache/vmlinuz ] && head -c 65536 assets/cache/vmlinuz > "$seeds/bzimage-head"
+# A VM definition with every field.
+mkdir -p fuzz/corpus/vm_definition
+cp docs/examples/web.toml fuzz/corpus/vm_definition/web.toml
 
 cd fuzz
 cargo fuzz build --sanitizer none -O
