@@ -3,8 +3,10 @@
 //! `gasang-control`.
 
 pub mod definition;
+pub mod vm;
 
 pub use definition::{
     Accel, ConsoleKind, DefinitionError, DiskDefinition, ExitPolicy, NetDefinition, NetMode,
     VmDefinition, VsockDefinition,
 };
+pub use vm::{ApiError, ErrorCode, Event, EventKind, VmInfo, VmState};
