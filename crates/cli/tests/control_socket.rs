@@ -53,19 +53,18 @@ impl Control {
     }
 }
 
-/// Reads the console socket until `marker` appears.
-fn console_until(console: &mut UnixStream, marker: &str) -> String {
+/// Reads the console socket into `seen` (everything so far) until `marker` appears.
+fn console_until(console: &mut UnixStream, seen: &mut Vec<u8>, marker: &str) {
     console
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains(marker) {
+    while !String::from_utf8_lossy(seen).contains(marker) {
         let n = console.read(&mut buf).unwrap();
-        assert!(n > 0, "console closed before '{marker}'");
+        let so_far = String::from_utf8_lossy(seen);
+        assert!(n > 0, "console closed before '{marker}': {so_far:?}");
         seen.extend_from_slice(&buf[..n]);
     }
-    String::from_utf8_lossy(&seen).into_owned()
 }
 
 #[test]
@@ -91,7 +90,7 @@ fn test_control_socket_info_pause_resume_stats_and_quit() {
     assert!(bad.starts_with(r#"{"error":"malformed message"#), "{bad}");
     // The scrollback: the guest printed before this client connected.
     let mut console = UnixStream::connect(dir.join("console.sock")).unwrap();
-    console_until(&mut console, "exit: halt");
+    console_until(&mut console, &mut Vec::new(), "exit: halt");
     assert_eq!(control.call(r#"{"op":"quit"}"#), "\"done\"\n");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
@@ -108,10 +107,15 @@ fn test_console_socket_types_into_the_guest_and_poweroff_is_recorded() {
     let dir = scratch("console-socket");
     let mut child = start(&dir, "exit=echo");
     let mut console = UnixStream::connect(dir.join("console.sock")).unwrap();
-    console_until(&mut console, "exit: echo");
+    let mut seen = Vec::new();
+    console_until(&mut console, &mut seen, "exit: echo");
     console.write_all(b"hello over a socket\r").unwrap();
-    console_until(&mut console, "echo: hello over a socket");
+    console_until(&mut console, &mut seen, "echo: hello over a socket");
     assert_eq!(child.wait().unwrap().code(), Some(0));
+    // The guest's last words reach the client before its socket closes.
+    console.read_to_end(&mut seen).unwrap();
+    let all = String::from_utf8_lossy(&seen);
+    assert!(all.ends_with("exit: poweroff\n"), "{all:?}");
     let record = std::fs::read_to_string(dir.join("exit.json")).unwrap();
     assert!(record.contains(r#""kind":"poweroff""#), "{record}");
     std::fs::remove_dir_all(&dir).unwrap();

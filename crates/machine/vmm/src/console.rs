@@ -74,6 +74,15 @@ pub struct Console {
     hub: Option<Arc<ConsoleHub>>,
 }
 
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Some(hub) = &self.hub {
+            // Bounded: a client that stopped reading does not keep the VMM alive.
+            hub.drain(std::time::Duration::from_secs(2));
+        }
+    }
+}
+
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Console")

@@ -13,6 +13,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::console::InputSink;
 
@@ -27,14 +29,18 @@ const MAX_CLIENTS: usize = 16;
 #[derive(Default)]
 pub struct ConsoleHub {
     inner: Mutex<HubState>,
+    /// Where input goes: the console device of the current boot. A lock of its own,
+    /// never held with `inner`: a vCPU writing output holds the device's lock, then
+    /// `inner`; input takes this, then the device's.
+    sink: Mutex<Option<Box<dyn InputSink>>>,
 }
 
 #[derive(Default)]
 struct HubState {
     scrollback: VecDeque<u8>,
     clients: Vec<SyncSender<Arc<[u8]>>>,
-    /// Where input goes: the console device of the current boot.
-    sink: Option<Box<dyn InputSink>>,
+    /// The clients' writer threads, to wait for at the end.
+    writers: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for ConsoleHub {
@@ -69,7 +75,7 @@ impl ConsoleHub {
 
     /// Sets where client input goes (each boot has its own console device).
     pub fn set_sink(&self, sink: Box<dyn InputSink>) {
-        self.lock().sink = Some(sink);
+        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
     }
 
     /// Guest output: into the scrollback, and to every client.
@@ -89,6 +95,21 @@ impl ConsoleHub {
                 }
                 Err(TrySendError::Disconnected(_)) => false,
             });
+    }
+
+    /// Ends the live console: each client still gets what was queued for it (the
+    /// guest's last words before a power-off), within `limit`, then its socket closes.
+    pub fn drain(&self, limit: Duration) {
+        let writers = {
+            let mut state = self.lock();
+            // Dropping the senders ends each writer once its queue is empty.
+            state.clients.clear();
+            std::mem::take(&mut state.writers)
+        };
+        let deadline = Instant::now() + limit;
+        while writers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The scrollback now.
@@ -118,9 +139,14 @@ impl ConsoleHub {
         }
         let spawned = std::thread::Builder::new()
             .name("console-out".into())
-            .spawn(move || write_client(stream, &queue));
+            .spawn(move || write_client(stream, &queue))
+            .map(|writer| {
+                let mut state = self.lock();
+                state.writers.retain(|w| !w.is_finished());
+                state.writers.push(writer);
+            });
         let hub = self.clone();
-        let spawned = spawned.and_then(|_| {
+        let spawned = spawned.and_then(|()| {
             std::thread::Builder::new()
                 .name("console-in".into())
                 .spawn(move || hub.read_client(reader))
@@ -134,7 +160,8 @@ impl ConsoleHub {
     fn read_client(&self, mut stream: UnixStream) {
         let mut buf = [0u8; 1024];
         while let Ok(n @ 1..) = stream.read(&mut buf) {
-            if let Some(sink) = &self.lock().sink {
+            let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(sink) = sink.as_ref() {
                 sink.send(&buf[..n]);
             }
         }
@@ -188,6 +215,25 @@ mod tests {
         let kept = hub.scrollback();
         assert_eq!(kept.len(), SCROLLBACK_BYTES);
         assert!(kept.ends_with(b"atail"));
+    }
+
+    #[test]
+    fn test_drain_delivers_the_last_output_then_closes() {
+        let dir = std::env::temp_dir().join(format!("gasang-drain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("console.sock");
+        let _ = std::fs::remove_file(&path);
+        let hub = ConsoleHub::serve(&path).unwrap();
+        let mut client = UnixStream::connect(&path).unwrap();
+        while hub.lock().writers.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        hub.output(b"last words\n");
+        hub.drain(std::time::Duration::from_secs(5));
+        let mut all = String::new();
+        client.read_to_string(&mut all).unwrap();
+        assert_eq!(all, "last words\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -118,6 +118,8 @@ fn run_once(
         Some(port) => Box::new(port),
         None => Box::new(legacy.serial.clone()),
     };
+    // Before the vCPUs run: a console client's first keystrokes must find the device.
+    let console_input = console.input(input, exit.clone());
     let vcpus = (0..config.topology.vcpus())
         .map(|index| vm.create_vcpu(index, &boot))
         .collect::<Result<Vec<_>, _>>()?;
@@ -131,7 +133,7 @@ fn run_once(
             io: io.clone(),
         });
     }
-    let looped = event_loop(&exit, console.input(input, exit.clone()), signals);
+    let looped = event_loop(&exit, console_input, signals);
     if let Some(control) = host.control {
         control.detach();
     }
