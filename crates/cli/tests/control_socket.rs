@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{gasang, pvh_guest, scratch};
 
 /// Starts the PVH guest supervised in `dir`, and waits for its sockets.
-fn start(dir: &Path, cmdline: &str) -> Child {
+fn start(dir: &Path, cmdline: &str) -> Vmm {
     let child = gasang()
         .args(["run", "--accel", "kvm", "--memory", "32M", "--name", "t1"])
         .arg("--kernel")
@@ -31,7 +31,7 @@ fn start(dir: &Path, cmdline: &str) -> Child {
         assert!(Instant::now() < deadline, "no sockets in {}", dir.display());
         std::thread::sleep(Duration::from_millis(10));
     }
-    child
+    Vmm(child)
 }
 
 struct Control(BufReader<UnixStream>);
@@ -50,6 +50,31 @@ impl Control {
         let mut line = String::new();
         self.0.read_line(&mut line).unwrap();
         line
+    }
+}
+
+/// A VMM process; a test that fails part-way leaves none behind.
+struct Vmm(Child);
+
+impl std::ops::Deref for Vmm {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Vmm {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Vmm {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
