@@ -173,3 +173,37 @@ fn test_runtime_dir_in_use_or_missing_is_one_line_status_2() {
     first.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn test_a_definitions_run_args_start_the_vmm_it_describes() {
+    let dir = scratch("definition");
+    let text = format!(
+        "name = \"def1\"\nkernel = {:?}\ncmdline = \"exit=halt\"\nmemory = \"32M\"\n\
+         vcpus = 2\naccel = \"kvm\"\non_reboot = \"destroy\"\n",
+        pvh_guest().display().to_string()
+    );
+    let definition = gasang_api::VmDefinition::from_toml(&text).unwrap();
+    let mut child = Vmm(gasang()
+        .args(definition.run_args(&dir))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("control.sock").exists() {
+        assert!(Instant::now() < deadline, "no control socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut control = Control::connect(&dir);
+    let info = control.call(r#"{"op":"info"}"#);
+    for field in [
+        r#""name":"def1""#,
+        r#""vcpus":2"#,
+        r#""memory_bytes":33554432"#,
+    ] {
+        assert!(info.contains(field), "{field} in {info}");
+    }
+    control.call(r#"{"op":"quit"}"#);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -34,6 +34,9 @@ pub enum DefinitionError {
     /// A path field is empty or relative.
     #[error("{field} {path:?}: must be an absolute path")]
     Path { field: &'static str, path: PathBuf },
+    /// A value that would break `gasang run`'s `key=value,...` option syntax.
+    #[error("{field} {value:?}: must not contain ','")]
+    Comma { field: &'static str, value: String },
     /// A NIC's fields do not fit its mode.
     #[error("net {0}: {1}")]
     Net(usize, &'static str),
@@ -227,6 +230,11 @@ impl VmDefinition {
         }
         for disk in &self.disks {
             absolute("disk path", &disk.path)?;
+            no_comma("disk path", &disk.path.to_string_lossy())?;
+            no_comma("disk serial", disk.serial.as_deref().unwrap_or(""))?;
+        }
+        for net in &self.nets {
+            no_comma("net tap", net.tap.as_deref().unwrap_or(""))?;
         }
         for (k, net) in self.nets.iter().enumerate() {
             match (net.mode, &net.tap) {
@@ -244,6 +252,7 @@ impl VmDefinition {
                 return Err(DefinitionError::Cid(vsock.cid));
             }
             absolute("vsock socket", &vsock.socket)?;
+            no_comma("vsock socket", &vsock.socket.to_string_lossy())?;
         }
         Ok(())
     }
@@ -270,6 +279,16 @@ fn absolute(field: &'static str, path: &std::path::Path) -> Result<(), Definitio
     Err(DefinitionError::Path {
         field,
         path: path.into(),
+    })
+}
+
+fn no_comma(field: &'static str, value: &str) -> Result<(), DefinitionError> {
+    if !value.contains(',') {
+        return Ok(());
+    }
+    Err(DefinitionError::Comma {
+        field,
+        value: value.into(),
     })
 }
 
@@ -347,6 +366,7 @@ mode = "user"
             err(replace("\"/var/lib/gasang/images/vmlinuz\"", "\"vmlinuz\"")).contains("kernel")
         );
         assert!(err(replace("mode = \"user\"", "mode = \"tap\"")).contains("needs tap"));
+        assert!(err(replace("disks/web.img", "disks/a,b.img")).contains("must not contain ','"));
         let big = format!("{WEB}#{}", "x".repeat(MAX_DEFINITION));
         assert!(matches!(
             VmDefinition::from_toml(&big),

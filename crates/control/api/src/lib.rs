@@ -3,6 +3,7 @@
 //! `gasang-control`.
 
 pub mod definition;
+mod launch;
 pub mod vm;
 
 pub use definition::{
