@@ -21,6 +21,12 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace). GASANG_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// gasangd's API socket, for the management commands.
+    #[arg(long, global = true, env = "GASANG_SOCKET", default_value = gasang_client::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print the management commands' results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -33,6 +39,9 @@ pub enum Command {
     Run(RunArgs),
     /// Run a static x86-64 Linux program on the software CPU, in user mode.
     UserRun(UserRunArgs),
+    /// Management commands, through gasangd.
+    #[command(flatten)]
+    Manage(gasang_client::ManageCommand),
 }
 
 /// `gasang user-run`.

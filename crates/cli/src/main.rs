@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(&args),
         Command::UserRun(args) => user_run(&args),
+        Command::Manage(command) => manage(&cli.socket, command, cli.json),
     }
 }
 
@@ -174,6 +175,17 @@ fn ending(reason: &ExitReason) -> Ending {
         message,
         status,
         kind,
+    }
+}
+
+/// A management command: 0, or 1 with the daemon's (or the connection's) one line.
+fn manage(socket: &std::path::Path, command: gasang_client::ManageCommand, json: bool) -> ExitCode {
+    match gasang_client::run(socket, command, json) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gasang: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
+pub mod gasangd;
 pub mod guest;
 pub mod netns;
 

@@ -17,9 +17,16 @@ pub enum DefinitionError {
     /// Larger than [`MAX_DEFINITION`].
     #[error("the definition is {0} bytes; at most {MAX_DEFINITION} are accepted")]
     TooLarge(usize),
-    /// Not TOML, an unknown field, or a value of the wrong type.
-    #[error("{0}")]
-    Toml(#[from] toml::de::Error),
+    /// Not TOML, an unknown field, or a value of the wrong type: where, and what.
+    #[error("line {line}, column {column}: {message}")]
+    Toml {
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// toml's message, on one line.
+        message: String,
+    },
     /// The name is not usable.
     #[error(
         "name {0:?}: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -204,7 +211,7 @@ impl VmDefinition {
         if text.len() > MAX_DEFINITION {
             return Err(DefinitionError::TooLarge(text.len()));
         }
-        let definition: Self = toml::from_str(text)?;
+        let definition: Self = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         definition.validate()?;
         Ok(definition)
     }
@@ -260,6 +267,24 @@ impl VmDefinition {
     /// Guest memory in bytes (the definition is valid).
     pub fn memory_bytes(&self) -> u64 {
         memory_bytes(&self.memory).unwrap_or(0)
+    }
+}
+
+/// A TOML error as one line: its position and message, without the source excerpt.
+fn toml_error(text: &str, error: &toml::de::Error) -> DefinitionError {
+    let at = error.span().map_or(0, |span| span.start.min(text.len()));
+    let before = text.get(..at).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let message = error
+        .message()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    DefinitionError::Toml {
+        line,
+        column,
+        message,
     }
 }
 
@@ -348,7 +373,11 @@ mode = "user"
         // A field the daemon does not know, at the top and in a table.
         let unknown_top = VmDefinition::from_toml(&format!("colour = \"blue\"\n{WEB}"));
         let err = unknown_top.unwrap_err().to_string();
-        assert!(err.contains("unknown field `colour`"), "{err}");
+        assert!(
+            err.starts_with("line 1, column 1: unknown field `colour`"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "one line: {err}");
         let unknown_disk = format!("{WEB}[[disk]]\npath = \"/d\"\nsize = 1\n");
         let err = VmDefinition::from_toml(&unknown_disk)
             .unwrap_err()

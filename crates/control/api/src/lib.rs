@@ -10,4 +10,4 @@ pub use definition::{
     Accel, ConsoleKind, DefinitionError, DiskDefinition, ExitPolicy, NetDefinition, NetMode,
     VmDefinition, VsockDefinition,
 };
-pub use vm::{ApiError, ErrorCode, Event, EventKind, VmInfo, VmState};
+pub use vm::{ApiError, ErrorCode, Event, EventKind, HostInfo, VmInfo, VmState};

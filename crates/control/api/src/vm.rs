@@ -38,8 +38,11 @@ pub struct VmInfo {
     pub name: String,
     /// Its state.
     pub state: VmState,
-    /// The backend it asked for (`auto` is resolved once it runs).
+    /// The backend it asked for.
     pub accel: Accel,
+    /// The backend it runs on ("kvm" or "soft"), while active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// vCPUs.
     pub vcpus: u32,
     /// Guest memory in bytes.
@@ -54,6 +57,29 @@ pub struct VmInfo {
     pub autostart: bool,
     /// Created with `gasang create`: forgotten when it stops.
     pub transient: bool,
+    /// How it last ended ("the guest powered off"), once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+}
+
+/// The host's resources and what the VMs commit of them, as `GET /v1/host` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host RAM in bytes.
+    pub memory_bytes: u64,
+    /// The most guest memory the daemon lets active VMs have together: host RAM
+    /// times the overcommit ratio.
+    pub memory_limit_bytes: u64,
+    /// Guest memory of the active VMs.
+    pub committed_memory_bytes: u64,
+    /// Host CPUs.
+    pub cpus: u32,
+    /// vCPUs of the active VMs.
+    pub committed_vcpus: u32,
+    /// VMs defined.
+    pub defined: u32,
+    /// VMs with a VMM process.
+    pub active: u32,
 }
 
 /// A lifecycle change.
@@ -115,6 +141,9 @@ pub enum ErrorCode {
     Overcommit,
     /// The body is larger than the daemon accepts.
     PayloadTooLarge,
+    /// The VMM process refused the definition (a file that is not a kernel, an image
+    /// another VMM has open): the message is the VMM's.
+    StartFailed,
     /// The daemon failed; its log says more.
     Internal,
 }
@@ -127,6 +156,7 @@ impl ErrorCode {
             Self::NotFound => 404,
             Self::Conflict | Self::Overcommit => 409,
             Self::PayloadTooLarge => 413,
+            Self::StartFailed => 422,
             Self::Internal => 500,
         }
     }
@@ -181,12 +211,14 @@ mod tests {
             name: "web".into(),
             state: VmState::Stopped,
             accel: Accel::Auto,
+            backend: None,
             vcpus: 2,
             memory_bytes: 1 << 30,
             pid: None,
             uptime_ms: None,
             autostart: false,
             transient: false,
+            last_exit: None,
         };
         let text = serde_json::to_string(&info).unwrap();
         assert!(

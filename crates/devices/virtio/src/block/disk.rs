@@ -144,7 +144,7 @@ impl Disk {
     /// The descriptor `op` goes through: the direct one if it has one and `op` is
     /// aligned for it.
     pub fn fd_for(&self, op: &IoOp) -> RawFd {
-        let aligned = |n: u64| n % DIRECT_ALIGN == 0;
+        let aligned = |n: u64| n.is_multiple_of(DIRECT_ALIGN);
         match &self.direct {
             Some(direct)
                 if aligned(op.offset)

@@ -243,7 +243,7 @@ impl BlockHandler {
     fn ranges(&self, request: &Request) -> std::io::Result<()> {
         let invalid = || std::io::Error::from(std::io::ErrorKind::InvalidInput);
         let len = request.data_len();
-        if len == 0 || len % 16 != 0 || len / 16 > MAX_RANGES as u64 {
+        if len == 0 || !len.is_multiple_of(16) || len / 16 > MAX_RANGES as u64 {
             return Err(invalid());
         }
         let mut bytes = Vec::with_capacity(len as usize);

@@ -55,7 +55,7 @@ fn op(token: u64, kind: IoKind, offset: u64, iovecs: Vec<libc::iovec>) -> IoOp {
         kind,
         offset,
         iovecs: Iovecs(iovecs),
-        dsync: token % 2 == 0,
+        dsync: token.is_multiple_of(2),
     }
 }
 
